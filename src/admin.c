@@ -1,0 +1,173 @@
+/*
+ * The admin listener: call lookup and readiness. It is meant for loopback
+ * or a private network only.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "app.h"
+#include "callhook/call_event.h"
+
+struct lookup {
+    struct app *app;
+    struct evhttp_request *req;
+    uint64_t request_id;
+    uint64_t start_ms;
+};
+
+static void
+reply(struct app *app, struct evhttp_request *req, uint64_t rid,
+      uint64_t start_ms, int code, const char *json)
+{
+    app_log_request(app, rid, req, code, start_ms);
+    http_reply_json(req, code, json, strlen(json));
+}
+
+static void
+reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
+            uint64_t start_ms, int code, const char *message)
+{
+    app_log_request(app, rid, req, code, start_ms);
+    http_reply_error(req, code, message);
+}
+
+static void
+call_loaded(void *arg, redisReply *r)
+{
+    struct lookup *lk = arg;
+    json_t *obj;
+    char *text;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_ms, 503,
+                    "store unavailable, retry later");
+        free(lk);
+        return;
+    }
+    if (r->elements == 0) {
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_ms, 404,
+                    "call not found");
+        free(lk);
+        return;
+    }
+
+    obj = json_object();
+    for (size_t i = 0; obj != NULL && i + 1 < r->elements; i += 2) {
+        redisReply *k = r->element[i], *v = r->element[i + 1];
+        char key[CALL_EVENT_NAME_MAX + 1];
+
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+            k->len > CALL_EVENT_NAME_MAX)
+            continue;
+        memcpy(key, k->str, k->len);
+        key[k->len] = '\0';
+        /* json_stringn() returns NULL for bytes that are not UTF-8, which
+         * only a write from outside callhook can leave in the hash. */
+        json_object_set_new(obj, key, json_stringn(v->str, v->len));
+    }
+    text = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (text != NULL)
+        reply(lk->app, lk->req, lk->request_id, lk->start_ms, 200, text);
+    else
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_ms, 500,
+                    "out of memory");
+    free(text);
+    json_decref(obj);
+    free(lk);
+}
+
+static void
+get_call(struct app *app, struct evhttp_request *req, uint64_t rid,
+         uint64_t start_ms, const char *id)
+{
+    char key[CALL_EVENT_ID_MAX + 16];
+    const char *argv[2];
+    size_t lens[2];
+    const char *why = call_event_check_id(id, strlen(id));
+    struct lookup *lk;
+
+    if (why != NULL) {
+        char message[160];
+
+        snprintf(message, sizeof(message), "invalid call uuid: it %s", why);
+        reply_error(app, req, rid, start_ms, 400, message);
+        return;
+    }
+    snprintf(key, sizeof(key), "call:{%s}", id);
+    argv[0] = "HGETALL";
+    lens[0] = 7;
+    argv[1] = key;
+    lens[1] = strlen(key);
+
+    lk = malloc(sizeof(*lk));
+    if (lk == NULL) {
+        reply_error(app, req, rid, start_ms, 500, "out of memory");
+        return;
+    }
+    lk->app = app;
+    lk->req = req;
+    lk->request_id = rid;
+    lk->start_ms = start_ms;
+    if (store_command(app->store, call_loaded, lk, 2, argv, lens) != 0) {
+        free(lk);
+        reply_error(app, req, rid, start_ms, 503,
+                    "store unavailable, retry later");
+    }
+}
+
+void
+admin_handle(struct evhttp_request *req, void *arg)
+{
+    struct app *app = arg;
+    uint64_t rid = ++app->next_request_id;
+    uint64_t start_ms = clock_monotonic_ms();
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+
+    if (path == NULL)
+        path = "";
+
+    if (strcmp(path, "/readyz") != 0 && strcmp(path, "/healthz") != 0 &&
+        strncmp(path, "/calls/", 7) != 0) {
+        reply_error(app, req, rid, start_ms, 404,
+                    "not found: admin routes are /calls/{uuid}, /readyz and "
+                    "/healthz");
+        return;
+    }
+    if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          "GET, HEAD");
+        reply_error(app, req, rid, start_ms, 405,
+                    "method not allowed: use GET");
+        return;
+    }
+
+    if (strcmp(path, "/healthz") == 0) {
+        reply(app, req, rid, start_ms, 200, "{\"status\":\"ok\"}");
+    } else if (strcmp(path, "/readyz") == 0) {
+        if (store_ready(app->store))
+            reply(app, req, rid, start_ms, 200, "{\"status\":\"ready\"}");
+        else
+            reply(app, req, rid, start_ms, 503,
+                  "{\"status\":\"unavailable\",\"reason\":\"redis is not "
+                  "connected\"}");
+    } else {
+        size_t len = 0;
+        char *id = evhttp_uridecode(path + 7, 0, &len);
+
+        if (id == NULL) {
+            reply_error(app, req, rid, start_ms, 500, "out of memory");
+            return;
+        }
+        if (strlen(id) != len)
+            reply_error(app, req, rid, start_ms, 400,
+                        "invalid call uuid: it contains a NUL byte");
+        else
+            get_call(app, req, rid, start_ms, id);
+        free(id);
+    }
+}

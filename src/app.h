@@ -1,0 +1,59 @@
+/*
+ * The process-wide state shared by the request handlers, and the handlers'
+ * entry points.
+ */
+#ifndef CALLHOOK_APP_H
+#define CALLHOOK_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "store.h"
+
+struct app_counters {
+    uint64_t requests;
+    uint64_t events_applied;
+    uint64_t events_duplicate;
+    uint64_t events_rejected;    /* 4xx: bad input */
+    uint64_t events_unavailable; /* 503 */
+    uint64_t events_failed;      /* 500: Redis returned an error */
+    uint64_t answers;
+};
+
+struct app {
+    struct event_base *base;
+    const struct config *cfg;
+    struct redis_target redis;
+    struct store *store;
+    struct http_server *public_srv;
+    struct http_server *admin_srv;
+
+    char *answer_ncco; /* the NCCO /inbound_calls returns */
+    size_t answer_ncco_len;
+
+    uint64_t next_request_id;
+    size_t inflight; /* webhook requests waiting for Redis */
+    int announced_ready;
+    int shutting_down;
+
+    struct app_counters counters;
+    struct log_ratelimit bad_request_rl;
+    struct log_ratelimit unrecorded_rl;
+};
+
+/* Generic callbacks of the two listeners. */
+void webhook_handle(struct evhttp_request *req, void *arg);
+void admin_handle(struct evhttp_request *req, void *arg);
+
+/* Logs one request at debug level: method, path, code and duration. */
+void app_log_request(struct app *app, uint64_t request_id,
+                     struct evhttp_request *req, int code,
+                     uint64_t start_ms);
+
+#endif

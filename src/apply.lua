@@ -1,0 +1,77 @@
+-- Applies one webhook event to a call or conversation record.
+--
+-- KEYS[1] record hash, KEYS[2] history list, KEYS[3] version hash.
+-- ARGV[1] now (epoch ms)          ARGV[2] TTL in seconds, 0 for none
+-- ARGV[3] "final" or "always": when the TTL is set
+-- ARGV[4] history length cap      ARGV[5] event digest
+-- ARGV[6] field version           ARGV[7] ranked status or ""
+-- ARGV[8] status version          ARGV[9] history entry
+-- ARGV[10..] field name, value, name, value, ...
+--
+-- Versions are fixed-width strings that compare in byte order: a field
+-- takes the value of the event with the highest field version
+-- (timestamp, then rank, then digest), and "status" the highest status
+-- version (rank, then timestamp, then name). Each decision depends only
+-- on the set of events seen, never on their arrival order.
+--
+-- Returns 0 for a duplicate, 1 when applied, 2 when applied and the
+-- status changed.
+
+local record, history, versions = KEYS[1], KEYS[2], KEYS[3]
+local now = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local field_version = ARGV[6]
+local status, status_version = ARGV[7], ARGV[8]
+local nfields = (#ARGV - 9) / 2
+
+local lookup = {}
+for i = 1, nfields do
+    lookup[i] = 'f:' .. ARGV[8 + 2 * i]
+end
+lookup[nfields + 1] = 's'
+lookup[nfields + 2] = 'e:' .. ARGV[5]
+
+local current = redis.call('HMGET', versions, unpack(lookup))
+if current[nfields + 2] then
+    return 0
+end
+
+local record_set = {'updated_at', now}
+local version_set = {lookup[nfields + 2], '1'}
+for i = 1, nfields do
+    local seen = current[i]
+    if not seen or seen < field_version then
+        record_set[#record_set + 1] = ARGV[8 + 2 * i]
+        record_set[#record_set + 1] = ARGV[9 + 2 * i]
+        version_set[#version_set + 1] = lookup[i]
+        version_set[#version_set + 1] = field_version
+    end
+end
+
+local best = current[nfields + 1]
+local changed = 0
+if status ~= '' and (not best or best < status_version) then
+    record_set[#record_set + 1] = 'status'
+    record_set[#record_set + 1] = status
+    version_set[#version_set + 1] = 's'
+    version_set[#version_set + 1] = status_version
+    best = status_version
+    changed = 1
+end
+
+redis.call('HSET', record, unpack(record_set))
+redis.call('HSETNX', record, 'created_at', now)
+redis.call('HINCRBY', record, 'events', 1)
+redis.call('HSET', versions, unpack(version_set))
+redis.call('RPUSH', history, ARGV[9])
+redis.call('LTRIM', history, -tonumber(ARGV[4]), -1)
+
+-- Status versions start with the two-digit rank; 50 and up are final.
+if ttl > 0 and (ARGV[3] == 'always' or
+                (best and tonumber(string.sub(best, 1, 2)) >= 50)) then
+    redis.call('EXPIRE', record, ttl)
+    redis.call('EXPIRE', history, ttl)
+    redis.call('EXPIRE', versions, ttl)
+end
+
+return 1 + changed

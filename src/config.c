@@ -1,0 +1,226 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "callhook_config.h"
+
+enum option_type {
+    OPT_STRING,
+    OPT_NUMBER,
+};
+
+struct option_spec {
+    const char *name;
+    const char *env;
+    enum option_type type;
+    size_t offset;
+    const char *fallback;   /* default, as text */
+    unsigned long min, max; /* for numbers */
+    int secret;             /* never printed */
+    const char *arg;        /* placeholder in --help */
+    const char *help;
+};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct option_spec specs[] = {
+    {"listen", "CALLHOOK_LISTEN", OPT_STRING, FIELD(listen), "127.0.0.1:3000",
+     0, 0, 0, "HOST:PORT",
+     "public listener for the Vonage webhooks (port 0 picks a free port)"},
+    {"admin-listen", "CALLHOOK_ADMIN_LISTEN", OPT_STRING, FIELD(admin_listen),
+     "127.0.0.1:3001", 0, 0, 0, "HOST:PORT",
+     "admin listener for /calls, /readyz; keep it off the internet"},
+    {"admin-token", "CALLHOOK_ADMIN_TOKEN", OPT_STRING, FIELD(admin_token),
+     NULL, 0, 0, 1, "TOKEN",
+     "bearer token for admin write routes (default: none, routes disabled)"},
+    {"redis", "REDIS_URL", OPT_STRING, FIELD(redis_url),
+     "redis://127.0.0.1:6379/0", 0, 0, 0, "URL",
+     "Redis server: redis://[[user]:password@]host[:port][/db] or "
+     "unix:///path[?db=N]"},
+    {"public-url", "CALLHOOK_PUBLIC_URL", OPT_STRING, FIELD(public_url),
+     "http://127.0.0.1:3000", 0, 0, 0, "URL",
+     "URL at which Vonage reaches the public listener"},
+    {"answer-text", "CALLHOOK_ANSWER_TEXT", OPT_STRING, FIELD(answer_text),
+     "Hello. This call is handled by callhook. Goodbye.", 0, 0, 0, "TEXT",
+     "text of the talk action the answer webhook returns"},
+    {"answer-ncco", "CALLHOOK_ANSWER_NCCO", OPT_STRING, FIELD(answer_ncco),
+     NULL, 0, 0, 0, "FILE",
+     "JSON file with the NCCO the answer webhook returns (overrides "
+     "--answer-text)"},
+    {"max-body", "CALLHOOK_MAX_BODY", OPT_NUMBER, FIELD(max_body), "65536",
+     256, 16777216, 0, "BYTES", "largest request body accepted; larger gets 413"},
+    {"max-headers", "CALLHOOK_MAX_HEADERS", OPT_NUMBER, FIELD(max_headers),
+     "16384", 1024, 1048576, 0, "BYTES",
+     "largest request line plus headers accepted"},
+    {"request-timeout", "CALLHOOK_REQUEST_TIMEOUT", OPT_NUMBER,
+     FIELD(request_timeout), "10", 1, 3600, 0, "SECONDS",
+     "time a client has to send one whole request, from its first byte"},
+    {"idle-timeout", "CALLHOOK_IDLE_TIMEOUT", OPT_NUMBER, FIELD(idle_timeout),
+     "60", 1, 86400, 0, "SECONDS",
+     "time a connection may stay open with nothing sent either way"},
+    {"max-connections", "CALLHOOK_MAX_CONNECTIONS", OPT_NUMBER,
+     FIELD(max_connections), "4096", 1, 1000000, 0, "COUNT",
+     "open connections per listener; more wait in the kernel's backlog"},
+    {"record-ttl", "CALLHOOK_RECORD_TTL", OPT_NUMBER, FIELD(record_ttl),
+     "2592000", 0, 315360000, 0, "SECONDS",
+     "lifetime of a call's keys once it reaches a final status; 0 keeps "
+     "them forever"},
+    {"history-max", "CALLHOOK_HISTORY_MAX", OPT_NUMBER, FIELD(history_max),
+     "100", 1, 100000, 0, "COUNT", "events kept in each call's history list"},
+    {"shutdown-timeout", "CALLHOOK_SHUTDOWN_TIMEOUT", OPT_NUMBER,
+     FIELD(shutdown_timeout), "10", 0, 3600, 0, "SECONDS",
+     "on SIGTERM or SIGINT, longest wait for Redis writes in flight"},
+    {"log-level", "CALLHOOK_LOG_LEVEL", OPT_STRING, FIELD(log_level), "info",
+     0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request"},
+};
+
+#define NSPECS (sizeof(specs) / sizeof(specs[0]))
+
+static char **
+string_slot(struct config *cfg, const struct option_spec *spec)
+{
+    return (char **)((char *)cfg + spec->offset);
+}
+
+static unsigned long *
+number_slot(struct config *cfg, const struct option_spec *spec)
+{
+    return (unsigned long *)((char *)cfg + spec->offset);
+}
+
+static int
+set_value(struct config *cfg, const struct option_spec *spec,
+          const char *value, const char *origin, char *err, size_t errlen)
+{
+    if (spec->type == OPT_STRING) {
+        char **slot = string_slot(cfg, spec);
+        char *copy = strdup(value);
+
+        if (copy == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+
+    {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(value, &end, 10);
+        if (value[0] == '\0' || value[0] == '-' || *end != '\0' || errno ||
+            v < spec->min || v > spec->max) {
+            snprintf(err, errlen,
+                     "invalid value '%s' for %s: expected %s, a whole "
+                     "number from %lu to %lu",
+                     value, origin, spec->arg, spec->min, spec->max);
+            return -1;
+        }
+        *number_slot(cfg, spec) = v;
+    }
+    return 0;
+}
+
+static void
+print_help(void)
+{
+    printf("Usage: callhook [OPTION]...\n"
+           "Receives Vonage Voice API webhooks and keeps each call's record "
+           "in Redis.\n\nOptions (environment variable in brackets):\n");
+    for (size_t i = 0; i < NSPECS; i++) {
+        const struct option_spec *s = &specs[i];
+        char left[64];
+
+        snprintf(left, sizeof(left), "--%s %s", s->name, s->arg);
+        printf("  %-28s %s\n", left, s->help);
+        if (s->fallback != NULL && !s->secret)
+            printf("  %-28s [%s] default: %s\n", "", s->env, s->fallback);
+        else
+            printf("  %-28s [%s]\n", "", s->env);
+    }
+    printf("  %-28s %s\n  %-28s %s\n", "--help", "print this help and exit",
+           "--version", "print the version and exit");
+}
+
+enum config_result
+config_load(struct config *cfg, int argc, char **argv, char *err,
+            size_t errlen)
+{
+    struct option longopts[NSPECS + 3];
+    char origin[96];
+    int c;
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NSPECS; i++) {
+        const char *env = getenv(specs[i].env);
+
+        if (specs[i].fallback != NULL &&
+            set_value(cfg, &specs[i], specs[i].fallback, "default", err,
+                      errlen) != 0)
+            return CONFIG_ERROR;
+        if (env != NULL) {
+            snprintf(origin, sizeof(origin), "%s", specs[i].env);
+            if (set_value(cfg, &specs[i], env, origin, err, errlen) != 0)
+                return CONFIG_ERROR;
+        }
+        longopts[i].name = specs[i].name;
+        longopts[i].has_arg = required_argument;
+        longopts[i].flag = NULL;
+        longopts[i].val = 256 + (int)i;
+    }
+    longopts[NSPECS] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[NSPECS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+    longopts[NSPECS + 2] = (struct option){NULL, 0, NULL, 0};
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            print_help();
+            return CONFIG_EXIT;
+        }
+        if (c == 'V') {
+            printf("callhook %s\n", CALLHOOK_VERSION);
+            return CONFIG_EXIT;
+        }
+        if (c == '?' || c == ':') {
+            if (optopt >= 256)
+                snprintf(err, errlen, "option --%s needs a value",
+                         specs[optopt - 256].name);
+            else
+                snprintf(err, errlen,
+                         "unknown option '%s'; see callhook --help",
+                         argv[optind - 1]);
+            return CONFIG_ERROR;
+        }
+        snprintf(origin, sizeof(origin), "--%s", specs[c - 256].name);
+        if (set_value(cfg, &specs[c - 256], optarg, origin, err, errlen) != 0)
+            return CONFIG_ERROR;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s'; see callhook --help",
+                 argv[optind]);
+        return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}
+
+void
+config_free(struct config *cfg)
+{
+    for (size_t i = 0; i < NSPECS; i++) {
+        if (specs[i].type == OPT_STRING) {
+            char **slot = string_slot(cfg, &specs[i]);
+
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}

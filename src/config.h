@@ -1,0 +1,41 @@
+/*
+ * Command-line options and their environment variables. Every option has
+ * both; the command line wins.
+ */
+#ifndef CALLHOOK_CONFIG_H
+#define CALLHOOK_CONFIG_H
+
+#include <stddef.h>
+
+struct config {
+    char *listen;
+    char *admin_listen;
+    char *admin_token;
+    char *redis_url;
+    char *public_url;
+    char *answer_text;
+    char *answer_ncco;
+    char *log_level;
+    unsigned long max_body;
+    unsigned long max_headers;
+    unsigned long request_timeout;
+    unsigned long idle_timeout;
+    unsigned long max_connections;
+    unsigned long record_ttl;
+    unsigned long history_max;
+    unsigned long shutdown_timeout;
+};
+
+enum config_result {
+    CONFIG_OK,
+    CONFIG_EXIT,  /* --help or --version was printed */
+    CONFIG_ERROR, /* message in err */
+};
+
+/* Fills cfg from defaults, the environment, then argv. */
+enum config_result config_load(struct config *cfg, int argc, char **argv,
+                               char *err, size_t errlen);
+
+void config_free(struct config *cfg);
+
+#endif

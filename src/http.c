@@ -1,0 +1,407 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "log.h"
+
+struct http_server {
+    struct evhttp *http;
+    struct evhttp_bound_socket *socket;
+    struct http_limits limits;
+    unsigned connections;
+    int accept_paused;
+    int stopped;
+    char address[96];
+};
+
+/*
+ * Every connection gets a guard. evhttp's own timeout restarts on every
+ * read, so a client sending one byte at a time could hold a connection
+ * for as long as it likes; the guard instead gives each request
+ * request_timeout seconds from its first byte to its last. It watches the
+ * connection's input and output buffers: input arms the deadline, the
+ * start of a response disarms it. The guard also counts connections, to
+ * stop accepting at max_connections.
+ */
+struct conn_guard {
+    struct http_server *srv;
+    struct bufferevent *bev;
+    struct event *attach;
+    struct event *deadline;
+    int armed;
+    int firing; /* inside deadline_cb: free later, not from under it */
+    int closed;
+};
+
+static void
+set_accepting(struct http_server *srv, int on)
+{
+    struct evconnlistener *listener;
+
+    if (srv->socket == NULL || srv->stopped)
+        return;
+    listener = evhttp_bound_socket_get_listener(srv->socket);
+    if (on && srv->accept_paused) {
+        evconnlistener_enable(listener);
+        srv->accept_paused = 0;
+    } else if (!on && !srv->accept_paused) {
+        evconnlistener_disable(listener);
+        srv->accept_paused = 1;
+    }
+}
+
+static void
+guard_destroy(struct conn_guard *guard)
+{
+    event_free(guard->deadline);
+    event_free(guard->attach);
+    free(guard);
+}
+
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct conn_guard *guard = arg;
+    struct http_server *srv = guard->srv;
+
+    srv->connections--;
+    if (srv->connections < srv->limits.max_connections)
+        set_accepting(srv, 1);
+    if (guard->firing)
+        guard->closed = 1;
+    else
+        guard_destroy(guard);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_guard *guard = arg;
+
+    guard->armed = 0;
+    /* evhttp stops reading while a whole request is with its handler, so
+     * reading still enabled means the request has not arrived in full. */
+    if (!(bufferevent_get_enabled(guard->bev) & EV_READ))
+        return;
+    log_debug("dropping a connection that did not send a whole request "
+              "within %u s",
+              guard->srv->limits.request_timeout);
+    guard->firing = 1;
+    /* evhttp treats this like its own read timeout and frees the
+     * connection, which runs conn_closed() before this returns. */
+    bufferevent_trigger_event(guard->bev,
+                              BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
+    guard->firing = 0;
+    if (guard->closed)
+        guard_destroy(guard);
+}
+
+static void
+input_added(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+            void *arg)
+{
+    struct conn_guard *guard = arg;
+
+    if (info->n_added > 0 && !guard->armed) {
+        struct timeval tv = {guard->srv->limits.request_timeout, 0};
+
+        evtimer_add(guard->deadline, &tv);
+        guard->armed = 1;
+    }
+}
+
+static void
+output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+             void *arg)
+{
+    struct conn_guard *guard = arg;
+
+    if (info->n_added > 0 && guard->armed) {
+        evtimer_del(guard->deadline);
+        guard->armed = 0;
+    }
+}
+
+/*
+ * Runs right after evhttp has finished setting up the connection, in the
+ * same loop iteration, so no socket event can free it first. evhttp
+ * passes the connection as the bufferevent's callback argument.
+ */
+static void
+attach_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_guard *guard = arg;
+    void *evcon = NULL;
+
+    bufferevent_getcb(guard->bev, NULL, NULL, NULL, &evcon);
+    evhttp_connection_set_closecb(evcon, conn_closed, guard);
+}
+
+static struct bufferevent *
+bev_cb(struct event_base *base, void *arg)
+{
+    struct http_server *srv = arg;
+    struct conn_guard *guard = calloc(1, sizeof(*guard));
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+
+    if (guard == NULL || bev == NULL)
+        goto fail;
+    guard->srv = srv;
+    guard->bev = bev;
+    guard->deadline = evtimer_new(base, deadline_cb, guard);
+    guard->attach = event_new(base, -1, 0, attach_cb, guard);
+    if (guard->deadline == NULL || guard->attach == NULL ||
+        evbuffer_add_cb(bufferevent_get_input(bev), input_added, guard) ==
+            NULL ||
+        evbuffer_add_cb(bufferevent_get_output(bev), output_added, guard) ==
+            NULL)
+        goto fail;
+    /* NOTE: if evhttp fails to set the connection up after this returns
+     * (out of memory), it frees bev before attach_cb runs. */
+    event_active(guard->attach, EV_TIMEOUT, 1);
+
+    srv->connections++;
+    if (srv->connections >= srv->limits.max_connections)
+        set_accepting(srv, 0);
+    return bev;
+
+fail:
+    /* Returning NULL makes evhttp build a plain bufferevent of its own;
+     * that connection then runs without the guard. */
+    if (bev != NULL)
+        bufferevent_free(bev);
+    if (guard != NULL) {
+        if (guard->deadline != NULL)
+            event_free(guard->deadline);
+        if (guard->attach != NULL)
+            event_free(guard->attach);
+        free(guard);
+    }
+    return NULL;
+}
+
+static int
+split_address(const char *address, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    char *end;
+    long p;
+
+    if (address[0] == '[') {
+        const char *close = strchr(address, ']');
+
+        if (close == NULL || close[1] != ':' ||
+            (size_t)(close - address - 1) >= hostlen)
+            return -1;
+        memcpy(host, address + 1, (size_t)(close - address - 1));
+        host[close - address - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(address, ':');
+        if (colon == NULL || colon == address ||
+            (size_t)(colon - address) >= hostlen)
+            return -1;
+        memcpy(host, address, (size_t)(colon - address));
+        host[colon - address] = '\0';
+        if (strchr(host, ':') != NULL)
+            return -1; /* IPv6 needs brackets */
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+struct http_server *
+http_server_new(struct event_base *base, const char *address,
+                const struct http_limits *limits,
+                void (*cb)(struct evhttp_request *, void *), void *arg,
+                char *err, size_t errlen)
+{
+    struct http_server *srv;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    char host[64], numeric[64];
+    int port;
+    struct timeval idle;
+
+    if (split_address(address, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen,
+                 "invalid listen address '%s': expected host:port, with "
+                 "[brackets] around an IPv6 host",
+                 address);
+        return NULL;
+    }
+
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL || (srv->http = evhttp_new(base)) == NULL) {
+        free(srv);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->limits = *limits;
+
+    evhttp_set_gencb(srv->http, cb, arg);
+    evhttp_set_bevcb(srv->http, bev_cb, srv);
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)limits->max_body);
+    evhttp_set_max_headers_size(srv->http, (ev_ssize_t)limits->max_headers);
+    /* Read the rest of an oversized body before closing, so the client
+     * sees the 413 instead of a connection reset. */
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    idle.tv_sec = limits->idle_timeout;
+    idle.tv_usec = 0;
+    evhttp_set_timeout_tv(srv->http, &idle);
+    /* Every method reaches the callback, which answers 405 itself with an
+     * Allow header; evhttp would answer 501 for the ones not listed. */
+    evhttp_set_allowed_methods(
+        srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                       EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                       EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+
+    srv->socket = evhttp_bind_socket_with_handle(srv->http, host,
+                                                 (ev_uint16_t)port);
+    if (srv->socket == NULL) {
+        snprintf(err, errlen, "cannot listen on %s: %s", address,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        evhttp_free(srv->http);
+        free(srv);
+        return NULL;
+    }
+
+    getsockname(evhttp_bound_socket_get_fd(srv->socket),
+                (struct sockaddr *)&ss, &sslen);
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+        inet_ntop(AF_INET6, &sin6->sin6_addr, numeric, sizeof(numeric));
+        snprintf(srv->address, sizeof(srv->address), "[%s]:%d", numeric,
+                 ntohs(sin6->sin6_port));
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+        inet_ntop(AF_INET, &sin->sin_addr, numeric, sizeof(numeric));
+        snprintf(srv->address, sizeof(srv->address), "%s:%d", numeric,
+                 ntohs(sin->sin_port));
+    }
+    return srv;
+}
+
+const char *
+http_server_address(const struct http_server *srv)
+{
+    return srv->address;
+}
+
+void
+http_server_stop_accepting(struct http_server *srv)
+{
+    if (srv->socket != NULL) {
+        evhttp_del_accept_socket(srv->http, srv->socket);
+        srv->socket = NULL;
+    }
+    srv->stopped = 1;
+}
+
+unsigned
+http_server_connections(const struct http_server *srv)
+{
+    return srv->connections;
+}
+
+void
+http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    srv->stopped = 1;
+    evhttp_free(srv->http);
+    free(srv);
+}
+
+void
+http_reply_json(struct evhttp_request *req, int code, const char *json,
+                size_t len)
+{
+    struct evbuffer *body = evbuffer_new();
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+
+    evhttp_add_header(headers, "Content-Type", "application/json");
+    if (body != NULL)
+        evbuffer_add(body, json, len);
+    evhttp_send_reply(req, code, NULL, body);
+    if (body != NULL)
+        evbuffer_free(body);
+}
+
+void
+http_reply_error(struct evhttp_request *req, int code, const char *message)
+{
+    json_t *obj = json_pack("{s:s}", "error", message);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+
+    if (text != NULL)
+        http_reply_json(req, code, text, strlen(text));
+    else
+        http_reply_json(req, code, "{\"error\":\"internal error\"}", 26);
+    free(text);
+    json_decref(obj);
+}
+
+void
+http_media_type(struct evhttp_request *req, char *buf, size_t len)
+{
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                        "Content-Type");
+    size_t n = 0;
+
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    if (ct == NULL)
+        return;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    while (*ct != '\0' && *ct != ';' && *ct != ' ' && *ct != '\t' &&
+           n + 1 < len)
+        buf[n++] = (char)tolower((unsigned char)*ct++);
+    buf[n] = '\0';
+}
+
+const char *
+http_method_name(enum evhttp_cmd_type type)
+{
+    switch (type) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    }
+    return "OTHER";
+}

@@ -1,0 +1,258 @@
+/*
+ * callhook: receives Vonage Voice API webhooks and keeps each call's
+ * record in Redis, on one libevent loop.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "app.h"
+#include "callhook/ncco.h"
+#include "callhook_config.h"
+
+#define NCCO_FILE_MAX (1024 * 1024)
+
+static struct event *shutdown_timer;
+static uint64_t shutdown_deadline_ms;
+
+static int
+load_answer_ncco(struct app *app, const struct config *cfg, char *err,
+                 size_t errlen)
+{
+    FILE *f;
+    char *text;
+    size_t n;
+
+    if (cfg->answer_ncco == NULL || cfg->answer_ncco[0] == '\0') {
+        app->answer_ncco = ncco_talk(cfg->answer_text);
+        if (app->answer_ncco == NULL) {
+            snprintf(err, errlen,
+                     "invalid --answer-text: it must be valid UTF-8");
+            return -1;
+        }
+        app->answer_ncco_len = strlen(app->answer_ncco);
+        return 0;
+    }
+
+    f = fopen(cfg->answer_ncco, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read --answer-ncco %s: %s",
+                 cfg->answer_ncco, strerror(errno));
+        return -1;
+    }
+    text = malloc(NCCO_FILE_MAX + 1);
+    n = text ? fread(text, 1, NCCO_FILE_MAX + 1, f) : 0;
+    fclose(f);
+    if (text == NULL || n > NCCO_FILE_MAX) {
+        free(text);
+        snprintf(err, errlen, "--answer-ncco %s is larger than 1 MiB",
+                 cfg->answer_ncco);
+        return -1;
+    }
+    if (ncco_check(text, n, err, errlen) != 0) {
+        char reason[256];
+
+        memcpy(reason, err, sizeof(reason) - 1);
+        reason[sizeof(reason) - 1] = '\0';
+        snprintf(err, errlen, "invalid --answer-ncco %.200s: %s",
+                 cfg->answer_ncco, reason);
+        free(text);
+        return -1;
+    }
+    app->answer_ncco = text;
+    app->answer_ncco_len = n;
+    return 0;
+}
+
+static void
+on_store_ready(void *arg)
+{
+    struct app *app = arg;
+
+    if (!app->announced_ready && !app->shutting_down) {
+        app->announced_ready = 1;
+        log_info("ready public=%s admin=%s",
+                 http_server_address(app->public_srv),
+                 http_server_address(app->admin_srv));
+    }
+}
+
+static void
+shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *app = arg;
+
+    if (app->inflight == 0 || clock_monotonic_ms() >= shutdown_deadline_ms)
+        event_base_loopbreak(app->base);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *app = arg;
+    struct timeval tick = {0, 20000};
+
+    if (app->shutting_down) {
+        log_warn("second signal %s: exiting without waiting",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+        event_base_loopbreak(app->base);
+        return;
+    }
+    app->shutting_down = 1;
+    log_info("shutting down on %s: %zu webhook requests waiting for redis",
+             sig == SIGINT ? "SIGINT" : "SIGTERM", app->inflight);
+    http_server_stop_accepting(app->public_srv);
+    http_server_stop_accepting(app->admin_srv);
+
+    shutdown_deadline_ms =
+        clock_monotonic_ms() + (uint64_t)app->cfg->shutdown_timeout * 1000;
+    shutdown_timer = event_new(app->base, -1, EV_PERSIST, shutdown_tick, app);
+    if (shutdown_timer == NULL) {
+        event_base_loopbreak(app->base);
+        return;
+    }
+    event_add(shutdown_timer, &tick);
+    shutdown_tick(-1, 0, app);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct config cfg;
+    struct app app;
+    struct http_limits limits;
+    struct store_options store_opts;
+    struct event *sigterm = NULL, *sigint = NULL;
+    char err[512], target[400];
+    int level, rc = 1;
+
+    memset(&app, 0, sizeof(app));
+    switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
+    case CONFIG_EXIT:
+        config_free(&cfg);
+        return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "callhook: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    case CONFIG_OK:
+        break;
+    }
+
+    level = log_level_parse(cfg.log_level);
+    if (level < 0) {
+        fprintf(stderr, "callhook: invalid --log-level '%s': expected debug, "
+                        "info, warn or error\n",
+                cfg.log_level);
+        config_free(&cfg);
+        return 2;
+    }
+    log_min_level = (enum log_level)level;
+
+    app.cfg = &cfg;
+    app.bad_request_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
+    app.unrecorded_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
+    if (redis_target_parse(cfg.redis_url, &app.redis, err, sizeof(err)) != 0 ||
+        load_answer_ncco(&app, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "callhook: %s\n", err);
+        goto out;
+    }
+
+    /* A client that vanishes mid-reply must not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+
+    app.base = event_base_new();
+    if (app.base == NULL) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+
+    limits.max_body = cfg.max_body;
+    limits.max_headers = cfg.max_headers;
+    limits.request_timeout = (unsigned)cfg.request_timeout;
+    limits.idle_timeout = (unsigned)cfg.idle_timeout;
+    limits.max_connections = (unsigned)cfg.max_connections;
+    app.public_srv = http_server_new(app.base, cfg.listen, &limits,
+                                     webhook_handle, &app, err, sizeof(err));
+    if (app.public_srv == NULL) {
+        log_error("%s (--listen)", err);
+        goto out;
+    }
+    app.admin_srv = http_server_new(app.base, cfg.admin_listen, &limits,
+                                    admin_handle, &app, err, sizeof(err));
+    if (app.admin_srv == NULL) {
+        log_error("%s (--admin-listen)", err);
+        goto out;
+    }
+
+    store_opts.ttl_seconds = (unsigned)cfg.record_ttl;
+    store_opts.history_max = (unsigned)cfg.history_max;
+    store_opts.on_ready = on_store_ready;
+    store_opts.on_ready_arg = &app;
+    app.store = store_new(app.base, &app.redis, &store_opts);
+    if (app.store == NULL) {
+        log_error("out of memory");
+        goto out;
+    }
+
+    sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
+    sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
+    if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) ||
+        evsignal_add(sigint, NULL)) {
+        log_error("cannot install signal handlers");
+        goto out;
+    }
+
+    redis_target_describe(&app.redis, target, sizeof(target));
+    log_info("callhook %s listening public=%s admin=%s redis=%s",
+             CALLHOOK_VERSION, http_server_address(app.public_srv),
+             http_server_address(app.admin_srv), target);
+    store_start(app.store);
+
+    event_base_dispatch(app.base);
+    rc = 0;
+
+out:
+    if (app.store != NULL) {
+        size_t lost = app.inflight;
+
+        /* Anything still waiting now gets 503 from store_free(). */
+        store_free(app.store);
+        if (lost > 0)
+            log_warn("shutdown timeout: %zu webhook requests answered 503 "
+                     "without waiting for redis",
+                     lost);
+        /* Let the replies written by those callbacks reach the sockets. */
+        event_base_loop(app.base, EVLOOP_NONBLOCK);
+    }
+    if (app.base != NULL && rc == 0)
+        log_info("shutdown complete: %" PRIu64 " requests, %" PRIu64
+                 " events applied, %" PRIu64 " duplicates, %" PRIu64
+                 " rejected, %" PRIu64 " got 503, %" PRIu64 " failed, %" PRIu64
+                 " answer webhooks",
+                 app.counters.requests, app.counters.events_applied,
+                 app.counters.events_duplicate, app.counters.events_rejected,
+                 app.counters.events_unavailable, app.counters.events_failed,
+                 app.counters.answers);
+    if (shutdown_timer != NULL)
+        event_free(shutdown_timer);
+    if (sigterm != NULL)
+        event_free(sigterm);
+    if (sigint != NULL)
+        event_free(sigint);
+    http_server_free(app.public_srv);
+    http_server_free(app.admin_srv);
+    if (app.base != NULL)
+        event_base_free(app.base);
+    free(app.answer_ncco);
+    config_free(&cfg);
+    return rc;
+}
