@@ -112,7 +112,8 @@ get_call(struct app *app, struct evhttp_request *req, uint64_t rid,
     lk->req = req;
     lk->request_id = rid;
     lk->start_ms = start_ms;
-    if (store_command(app->store, call_loaded, lk, 2, argv, lens) != 0) {
+    if (app->store == NULL ||
+        store_command(app->store, call_loaded, lk, 2, argv, lens) != 0) {
         free(lk);
         reply_error(app, req, rid, start_ms, 503,
                     "store unavailable, retry later");
@@ -149,7 +150,7 @@ admin_handle(struct evhttp_request *req, void *arg)
     if (strcmp(path, "/healthz") == 0) {
         reply(app, req, rid, start_ms, 200, "{\"status\":\"ok\"}");
     } else if (strcmp(path, "/readyz") == 0) {
-        if (store_ready(app->store))
+        if (app->store != NULL && store_ready(app->store))
             reply(app, req, rid, start_ms, 200, "{\"status\":\"ready\"}");
         else
             reply(app, req, rid, start_ms, 503,

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "ingest.h"
 #include "log.h"
 #include "store.h"
 
@@ -20,6 +21,7 @@ struct app_counters {
     uint64_t requests;
     uint64_t events_applied;
     uint64_t events_duplicate;
+    uint64_t events_spooled;     /* 200 from the spool */
     uint64_t events_rejected;    /* 4xx: bad input */
     uint64_t events_unavailable; /* 503 */
     uint64_t events_failed;      /* 500: Redis returned an error */
@@ -31,6 +33,8 @@ struct app {
     const struct config *cfg;
     struct redis_target redis;
     struct store *store;
+    struct spool *spool; /* NULL when --spool-dir is empty */
+    struct ingest *ingest;
     struct http_server *public_srv;
     struct http_server *admin_srv;
 

@@ -74,6 +74,20 @@ static const struct option_spec specs[] = {
     {"shutdown-timeout", "CALLHOOK_SHUTDOWN_TIMEOUT", OPT_NUMBER,
      FIELD(shutdown_timeout), "10", 0, 3600, 0, "SECONDS",
      "on SIGTERM or SIGINT, longest wait for Redis writes in flight"},
+    {"redis-timeout", "CALLHOOK_REDIS_TIMEOUT", OPT_NUMBER,
+     FIELD(redis_timeout), "2000", 0, 600000, 0, "MILLISECONDS",
+     "longest wait for a Redis reply before the connection is rebuilt and "
+     "the event goes to the spool; 0 waits forever"},
+    {"max-pending", "CALLHOOK_MAX_PENDING", OPT_NUMBER, FIELD(max_pending),
+     "10000", 1, 10000000, 0, "COUNT",
+     "Redis commands in flight at once; events beyond go to the spool"},
+    {"spool-dir", "CALLHOOK_SPOOL_DIR", OPT_STRING, FIELD(spool_dir), "spool",
+     0, 0, 0, "DIR",
+     "folder for events Redis cannot take now; '' turns the spool off and "
+     "such events get 503"},
+    {"spool-max-bytes", "CALLHOOK_SPOOL_MAX_BYTES", OPT_NUMBER,
+     FIELD(spool_max_bytes), "1073741824", 65536, 1099511627776UL, 0,
+     "BYTES", "largest size of the spool; when full, webhooks get 503"},
     {"log-level", "CALLHOOK_LOG_LEVEL", OPT_STRING, FIELD(log_level), "info",
      0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request"},
 };

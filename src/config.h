@@ -16,6 +16,7 @@ struct config {
     char *answer_text;
     char *answer_ncco;
     char *log_level;
+    char *spool_dir;
     unsigned long max_body;
     unsigned long max_headers;
     unsigned long request_timeout;
@@ -24,6 +25,9 @@ struct config {
     unsigned long record_ttl;
     unsigned long history_max;
     unsigned long shutdown_timeout;
+    unsigned long spool_max_bytes;
+    unsigned long max_pending;
+    unsigned long redis_timeout;
 };
 
 enum config_result {

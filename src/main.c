@@ -76,6 +76,8 @@ on_store_ready(void *arg)
 {
     struct app *app = arg;
 
+    if (app->ingest != NULL)
+        ingest_kick(app->ingest);
     if (!app->announced_ready && !app->shutting_down) {
         app->announced_ready = 1;
         log_info("ready public=%s admin=%s",
@@ -91,6 +93,8 @@ shutdown_tick(evutil_socket_t fd, short what, void *arg)
 
     if (app->inflight == 0 || clock_monotonic_ms() >= shutdown_deadline_ms)
         event_base_loopbreak(app->base);
+    else if (app->spool != NULL)
+        spool_flush(app->spool);
 }
 
 static void
@@ -195,10 +199,34 @@ main(int argc, char **argv)
 
     store_opts.ttl_seconds = (unsigned)cfg.record_ttl;
     store_opts.history_max = (unsigned)cfg.history_max;
+    store_opts.command_timeout_ms = (unsigned)cfg.redis_timeout;
     store_opts.on_ready = on_store_ready;
     store_opts.on_ready_arg = &app;
     app.store = store_new(app.base, &app.redis, &store_opts);
     if (app.store == NULL) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (cfg.spool_dir[0] != '\0') {
+        struct spool_options spool_opts;
+
+        spool_opts.dir = cfg.spool_dir;
+        spool_opts.max_bytes = cfg.spool_max_bytes;
+        spool_opts.rotate_bytes = 4 * 1024 * 1024;
+        spool_opts.batch_delay_us = 1000;
+        app.spool = spool_open(app.base, &spool_opts, err, sizeof(err));
+        if (app.spool == NULL) {
+            log_error("%s (--spool-dir)", err);
+            goto out;
+        }
+        if (spool_has_backlog(app.spool))
+            log_info("spool %s holds %" PRIu64 " bytes from before; "
+                     "replaying once redis is ready",
+                     cfg.spool_dir, spool_get_stats(app.spool)->bytes);
+    }
+    app.ingest = ingest_new(app.base, app.store, app.spool,
+                            (size_t)cfg.max_pending);
+    if (app.ingest == NULL) {
         log_error("out of memory");
         goto out;
     }
@@ -212,9 +240,10 @@ main(int argc, char **argv)
     }
 
     redis_target_describe(&app.redis, target, sizeof(target));
-    log_info("callhook %s listening public=%s admin=%s redis=%s",
+    log_info("callhook %s listening public=%s admin=%s redis=%s spool=%s",
              CALLHOOK_VERSION, http_server_address(app.public_srv),
-             http_server_address(app.admin_srv), target);
+             http_server_address(app.admin_srv), target,
+             app.spool ? cfg.spool_dir : "off");
     store_start(app.store);
 
     event_base_dispatch(app.base);
@@ -222,26 +251,39 @@ main(int argc, char **argv)
 
 out:
     if (app.store != NULL) {
-        size_t lost = app.inflight;
+        size_t waiting = app.inflight;
 
-        /* Anything still waiting now gets 503 from store_free(). */
+        /* Whatever still waits for Redis gets a NULL reply here and takes
+         * the spool path (or 503 without a spool). */
+        if (app.ingest != NULL)
+            ingest_stop(app.ingest);
         store_free(app.store);
-        if (lost > 0)
-            log_warn("shutdown timeout: %zu webhook requests answered 503 "
-                     "without waiting for redis",
-                     lost);
+        app.store = NULL;
+        if (app.spool != NULL)
+            spool_flush(app.spool);
+        if (waiting > 0)
+            log_warn("shutdown timeout: %zu webhook requests stopped waiting "
+                     "for redis; %zu of them could not be spooled",
+                     waiting, app.inflight);
         /* Let the replies written by those callbacks reach the sockets. */
         event_base_loop(app.base, EVLOOP_NONBLOCK);
     }
-    if (app.base != NULL && rc == 0)
+    if (app.base != NULL && rc == 0) {
+        const struct ingest_stats *is = ingest_get_stats(app.ingest);
+
         log_info("shutdown complete: %" PRIu64 " requests, %" PRIu64
                  " events applied, %" PRIu64 " duplicates, %" PRIu64
-                 " rejected, %" PRIu64 " got 503, %" PRIu64 " failed, %" PRIu64
+                 " spooled, %" PRIu64 " replayed, %" PRIu64 " rejected, %"
+                 PRIu64 " got 503, %" PRIu64 " failed, %" PRIu64
                  " answer webhooks",
                  app.counters.requests, app.counters.events_applied,
-                 app.counters.events_duplicate, app.counters.events_rejected,
+                 app.counters.events_duplicate, is->via_spool, is->replayed,
+                 app.counters.events_rejected,
                  app.counters.events_unavailable, app.counters.events_failed,
                  app.counters.answers);
+    }
+    ingest_free(app.ingest);
+    spool_close(app.spool);
     if (shutdown_timer != NULL)
         event_free(shutdown_timer);
     if (sigterm != NULL)

@@ -49,6 +49,17 @@ struct store {
     size_t pending;
     struct store_stats stats;
     struct log_ratelimit error_rl;
+
+    /*
+     * Send times of the commands awaiting a reply, oldest first. Redis
+     * answers one connection's commands in order, so the oldest reply due
+     * is always at the head; a ring buffer is all the bookkeeping needed.
+     */
+    uint64_t *sent_ms;
+    size_t sent_head, sent_count, sent_cap;
+    struct event *watchdog;
+    int dropping; /* store_drop() is closing the connection */
+    int persistence_checked;
 };
 
 struct apply_request {
@@ -68,6 +79,38 @@ struct command_request {
 };
 
 static void store_connect(struct store *store);
+
+static int
+track_send(struct store *store)
+{
+    if (store->sent_count == store->sent_cap) {
+        size_t cap = store->sent_cap ? store->sent_cap * 2 : 1024;
+        uint64_t *ring = malloc(cap * sizeof(*ring));
+
+        if (ring == NULL)
+            return -1;
+        for (size_t i = 0; i < store->sent_count; i++)
+            ring[i] = store->sent_ms[(store->sent_head + i) % store->sent_cap];
+        free(store->sent_ms);
+        store->sent_ms = ring;
+        store->sent_head = 0;
+        store->sent_cap = cap;
+    }
+    store->sent_ms[(store->sent_head + store->sent_count) % store->sent_cap] =
+        clock_monotonic_ms();
+    store->sent_count++;
+    return 0;
+}
+
+/* Called for every reply that arrives (not for NULL replies). */
+static void
+track_reply(struct store *store)
+{
+    if (store->sent_count > 0) {
+        store->sent_head = (store->sent_head + 1) % store->sent_cap;
+        store->sent_count--;
+    }
+}
 
 /* ---- URLs ------------------------------------------------------------ */
 
@@ -242,8 +285,7 @@ note_failure(struct store *store, const char *what)
         store->outage = 1;
         store->outage_start_ms = clock_monotonic_ms();
         store->outage_turned_away = 0;
-        log_warn("redis unavailable at %s: %s; webhooks get 503 until it is "
-                 "back, retrying with backoff",
+        log_warn("redis unavailable at %s: %s; retrying with backoff",
                  store->description, what);
     } else {
         log_debug("redis still unavailable at %s: %s", store->description,
@@ -279,7 +321,7 @@ become_ready(struct store *store)
     store->backoff_ms = BACKOFF_MIN_MS;
     if (store->outage) {
         log_info("redis connected at %s after %.1f s unavailable; %" PRIu64
-                 " webhook requests got 503 meanwhile",
+                 " events could not be sent to it meanwhile",
                  store->description,
                  (double)(clock_monotonic_ms() - store->outage_start_ms) /
                      1000.0,
@@ -288,6 +330,7 @@ become_ready(struct store *store)
     } else {
         log_info("redis connected at %s", store->description);
     }
+    store->stats.connected = 1;
     if (store->ever_ready)
         store->stats.reconnects++;
     store->ever_ready = 1;
@@ -310,12 +353,60 @@ handshake_failed(struct store *store, const char *step, redisReply *reply)
 }
 
 static void
+persistence_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct store *store = privdata;
+    redisReply *reply = r;
+    const char *aof = NULL, *save = NULL;
+
+    if (reply == NULL)
+        return;
+    track_reply(store);
+    /* CONFIG may be renamed or forbidden; then there is nothing to say. */
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        redisReply *k = reply->element[i], *v = reply->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(k->str, "appendonly") == 0)
+            aof = v->str;
+        else if (strcmp(k->str, "save") == 0)
+            save = v->str;
+    }
+    if (aof != NULL && save != NULL && strcmp(aof, "no") == 0 &&
+        save[0] == '\0')
+        log_warn("redis at %s has neither AOF (appendonly) nor RDB "
+                 "snapshots (save) enabled: a Redis restart loses every "
+                 "call record",
+                 store->description);
+}
+
+/* Warns once per process when Redis keeps nothing across a restart. */
+static void
+check_persistence(struct store *store)
+{
+    if (store->persistence_checked)
+        return;
+    store->persistence_checked = 1;
+    /* Redis 7 takes several names in one CONFIG GET; older servers answer
+     * with an error, which persistence_cb ignores. */
+    if (redisAsyncCommand(store->ac, persistence_cb, store,
+                          "CONFIG GET appendonly save") == REDIS_OK)
+        track_send(store);
+}
+
+static void
 script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct store *store = privdata;
     redisReply *reply = r;
 
-    if (reply == NULL || store->state != STATE_HANDSHAKE)
+    if (reply == NULL)
+        return;
+    track_reply(store);
+    if (store->state != STATE_HANDSHAKE)
         return;
     if (reply->type != REDIS_REPLY_STRING ||
         strcmp(reply->str, store->script_sha) != 0) {
@@ -323,6 +414,7 @@ script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     become_ready(store);
+    check_persistence(store);
 }
 
 static void
@@ -331,7 +423,9 @@ send_script_load(struct store *store)
     const char *argv[] = {"SCRIPT", "LOAD", apply_lua};
     size_t lens[] = {6, 4, apply_lua_len};
 
-    redisAsyncCommandArgv(store->ac, script_load_cb, store, 3, argv, lens);
+    if (redisAsyncCommandArgv(store->ac, script_load_cb, store, 3, argv,
+                              lens) == REDIS_OK)
+        track_send(store);
 }
 
 static void
@@ -340,7 +434,10 @@ select_cb(redisAsyncContext *ac, void *r, void *privdata)
     struct store *store = privdata;
     redisReply *reply = r;
 
-    if (reply == NULL || store->state != STATE_HANDSHAKE)
+    if (reply == NULL)
+        return;
+    track_reply(store);
+    if (store->state != STATE_HANDSHAKE)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
         handshake_failed(store, "SELECT", reply);
@@ -356,7 +453,9 @@ send_select_or_load(struct store *store)
         char db[16];
 
         snprintf(db, sizeof(db), "%d", store->target->db);
-        redisAsyncCommand(store->ac, select_cb, store, "SELECT %s", db);
+        if (redisAsyncCommand(store->ac, select_cb, store, "SELECT %s",
+                              db) == REDIS_OK)
+            track_send(store);
     } else {
         send_script_load(store);
     }
@@ -368,7 +467,10 @@ auth_cb(redisAsyncContext *ac, void *r, void *privdata)
     struct store *store = privdata;
     redisReply *reply = r;
 
-    if (reply == NULL || store->state != STATE_HANDSHAKE)
+    if (reply == NULL)
+        return;
+    track_reply(store);
+    if (store->state != STATE_HANDSHAKE)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
         /* The reply text never contains the password. */
@@ -393,13 +495,17 @@ connect_cb(const redisAsyncContext *ac, int status)
 
     store->state = STATE_HANDSHAKE;
     if (store->target->password[0] != '\0') {
+        int rc;
+
         if (store->target->username[0] != '\0')
-            redisAsyncCommand(store->ac, auth_cb, store, "AUTH %s %s",
-                              store->target->username,
-                              store->target->password);
+            rc = redisAsyncCommand(store->ac, auth_cb, store, "AUTH %s %s",
+                                   store->target->username,
+                                   store->target->password);
         else
-            redisAsyncCommand(store->ac, auth_cb, store, "AUTH %s",
-                              store->target->password);
+            rc = redisAsyncCommand(store->ac, auth_cb, store, "AUTH %s",
+                                   store->target->password);
+        if (rc == REDIS_OK)
+            track_send(store);
     } else {
         send_select_or_load(store);
     }
@@ -411,10 +517,55 @@ disconnect_cb(const redisAsyncContext *ac, int status)
     struct store *store = ac->data;
 
     store->ac = NULL;
+    store->sent_count = 0;
+    store->stats.connected = 0;
+    if (store->dropping) {
+        store->dropping = 0;
+        note_failure(store, "no reply within the command timeout");
+        schedule_retry(store);
+        return;
+    }
     if (store->state == STATE_DISCONNECTED && status == REDIS_OK)
         return; /* store_free() asked for it */
     note_failure(store, ac->errstr[0] ? ac->errstr : "connection closed");
     schedule_retry(store);
+}
+
+/*
+ * A Redis that stops answering (SIGSTOP, a long script, a network black
+ * hole) keeps its TCP connection open, and hiredis 0.14 has no command
+ * timeout. Every 100 ms this checks the oldest unanswered command; past
+ * the timeout the connection is dropped, which answers every pending
+ * command with a NULL reply so its request can take the spool path.
+ */
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store *store = arg;
+    uint64_t age;
+    redisAsyncContext *ac = store->ac;
+
+    if (ac == NULL || store->sent_count == 0 ||
+        store->options.command_timeout_ms == 0)
+        return;
+    age = clock_monotonic_ms() - store->sent_ms[store->sent_head];
+    if (age < store->options.command_timeout_ms)
+        return;
+
+    store->stats.command_timeouts++;
+    log_warn("redis at %s sent no reply for %" PRIu64 " ms with %zu "
+             "commands waiting; reconnecting",
+             store->description, age, store->sent_count);
+    store->dropping = 1;
+    store->state = STATE_DISCONNECTED;
+    redisAsyncFree(ac);
+    if (store->ac == ac) {
+        /* Never connected, so no disconnect callback ran. */
+        store->ac = NULL;
+        store->dropping = 0;
+        note_failure(store, "no reply within the command timeout");
+        schedule_retry(store);
+    }
 }
 
 static void
@@ -463,7 +614,12 @@ store_new(struct event_base *base, const struct redis_target *target,
     redis_target_describe(target, store->description,
                           sizeof(store->description));
     store->retry_timer = evtimer_new(base, retry_cb, store);
-    if (store->retry_timer == NULL) {
+    store->watchdog = event_new(base, -1, EV_PERSIST, watchdog_cb, store);
+    if (store->retry_timer == NULL || store->watchdog == NULL) {
+        if (store->retry_timer != NULL)
+            event_free(store->retry_timer);
+        if (store->watchdog != NULL)
+            event_free(store->watchdog);
         free(store);
         return NULL;
     }
@@ -477,6 +633,9 @@ store_new(struct event_base *base, const struct redis_target *target,
 void
 store_start(struct store *store)
 {
+    struct timeval tick = {0, 100000};
+
+    event_add(store->watchdog, &tick);
     store_connect(store);
 }
 
@@ -486,6 +645,7 @@ store_free(struct store *store)
     if (store == NULL)
         return;
     evtimer_del(store->retry_timer);
+    event_del(store->watchdog);
     store->state = STATE_DISCONNECTED;
     if (store->ac != NULL) {
         redisAsyncContext *ac = store->ac;
@@ -495,6 +655,8 @@ store_free(struct store *store)
         redisAsyncFree(ac);
     }
     event_free(store->retry_timer);
+    event_free(store->watchdog);
+    free(store->sent_ms);
     free(store);
 }
 
@@ -540,6 +702,28 @@ finish_apply(struct apply_request *req, enum store_result result,
 
 static int resend_as_eval(struct apply_request *req);
 
+/*
+ * Errors that say "not now" rather than "never": the same command can
+ * succeed later, so the event may wait in the spool.
+ */
+static int
+transient_error(const char *message)
+{
+    static const char *const prefixes[] = {
+        "OOM",     "BUSY",        "LOADING",    "MASTERDOWN", "READONLY",
+        "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF",
+    };
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        size_t n = strlen(prefixes[i]);
+
+        if (strncmp(message, prefixes[i], n) == 0 &&
+            (message[n] == ' ' || message[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
 static void
 apply_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -553,6 +737,7 @@ apply_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         finish_apply(req, STORE_UNAVAILABLE, 0);
         return;
     }
+    track_reply(store);
     if (reply->type == REDIS_REPLY_ERROR &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0 && !req->retried) {
         /* The script cache was flushed under us: send the body once. */
@@ -570,6 +755,15 @@ apply_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR && transient_error(reply->str)) {
+        store->stats.unavailable++;
+        if (log_ratelimit_pass(&store->error_rl, &suppressed))
+            log_warn("redis could not take the event for %s now: %s (%" PRIu64
+                     " similar errors not logged)",
+                     req->id, reply->str, suppressed);
+        finish_apply(req, STORE_UNAVAILABLE, 0);
+        return;
+    }
     store->stats.failed++;
     if (log_ratelimit_pass(&store->error_rl, &suppressed))
         log_error("redis rejected the event for %s: %s (%" PRIu64
@@ -623,6 +817,7 @@ resend_as_eval(struct apply_request *req)
         free(eval);
         return -1;
     }
+    track_send(store);
     free(eval);
     return 0;
 }
@@ -647,7 +842,8 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
     snprintf(keys[0], sizeof(keys[0]), "%s:{%s}", prefix, ev->id);
     snprintf(keys[1], sizeof(keys[1]), "%s:{%s}:events", prefix, ev->id);
     snprintf(keys[2], sizeof(keys[2]), "%s:{%s}:versions", prefix, ev->id);
-    snprintf(now, sizeof(now), "%" PRIu64, clock_now_ms());
+    snprintf(now, sizeof(now), "%" PRIu64,
+             ev->received_ms ? ev->received_ms : clock_now_ms());
     snprintf(ttl, sizeof(ttl), "%u", store->options.ttl_seconds);
     snprintf(cap, sizeof(cap), "%u",
              store->options.history_max ? store->options.history_max : 1);
@@ -692,6 +888,7 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
         turned_away(store);
         return -1;
     }
+    track_send(store);
     store->pending++;
     return 0;
 }
@@ -701,6 +898,8 @@ command_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct command_request *req = privdata;
 
+    if (reply != NULL)
+        track_reply(req->store);
     req->store->pending--;
     req->cb(req->arg, reply);
     free(req);
@@ -725,6 +924,7 @@ store_command(struct store *store, store_reply_cb cb, void *arg, int argc,
         free(req);
         return -1;
     }
+    track_send(store);
     store->pending++;
     return 0;
 }

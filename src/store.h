@@ -38,6 +38,8 @@ void redis_target_describe(const struct redis_target *target, char *buf,
 struct store_options {
     unsigned ttl_seconds;  /* set on records at a final status; 0: never */
     unsigned history_max;  /* entries kept per call:{uuid}:events list */
+    unsigned command_timeout_ms; /* a reply later than this drops the
+                                    connection; 0 waits forever */
     /* Called each time the connection becomes ready; may be NULL. */
     void (*on_ready)(void *arg);
     void *on_ready_arg;
@@ -46,8 +48,9 @@ struct store_options {
 enum store_result {
     STORE_APPLIED,
     STORE_DUPLICATE,
-    STORE_UNAVAILABLE, /* connection lost before Redis replied */
-    STORE_FAILED,      /* Redis replied with an error */
+    STORE_UNAVAILABLE, /* no reply (connection lost or timed out), or an
+                          error that passes, such as OOM or LOADING */
+    STORE_FAILED,      /* Redis rejected the event for good */
 };
 
 struct store_stats {
@@ -56,6 +59,8 @@ struct store_stats {
     uint64_t unavailable; /* requests turned away while Redis was down */
     uint64_t failed;
     uint64_t reconnects;
+    uint64_t command_timeouts;
+    uint64_t connected; /* 1 while ready, else 0 */
 };
 
 /* Called once per store_apply() that returned 0, from the event loop. */

@@ -11,6 +11,7 @@
 
 #include "app.h"
 #include "callhook/call_event.h"
+#include "ingest.h"
 
 #define ALLOW_WEBHOOK "GET, POST"
 
@@ -61,9 +62,16 @@ reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
  * Decodes the request into ev. Returns 0, or the HTTP status to answer
  * with, the message in err.
  */
+struct raw_event {
+    enum call_event_source source;
+    const char *data; /* owned by the request */
+    size_t len;
+};
+
 static int
 read_event(struct evhttp_request *req, enum call_event_origin origin,
-           struct call_event *ev, char *err, size_t errlen)
+           struct call_event *ev, struct raw_event *raw, char *err,
+           size_t errlen)
 {
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
@@ -73,8 +81,11 @@ read_event(struct evhttp_request *req, enum call_event_origin origin,
 
         if (query == NULL)
             query = "";
-        return call_event_parse(ev, CALL_EVENT_SOURCE_QUERY, origin, query,
-                           strlen(query), err, errlen) == 0
+        raw->source = CALL_EVENT_SOURCE_QUERY;
+        raw->data = query;
+        raw->len = strlen(query);
+        return call_event_parse(ev, raw->source, origin, raw->data, raw->len,
+                                err, errlen) == 0
                    ? 0
                    : 400;
     }
@@ -109,7 +120,11 @@ read_event(struct evhttp_request *req, enum call_event_origin origin,
             snprintf(err, errlen, "out of memory");
             return 500;
         }
-        return call_event_parse(ev, source, origin, data, len, err, errlen) == 0
+        raw->source = source;
+        raw->data = data;
+        raw->len = len;
+        return call_event_parse(ev, source, origin, data, len, err,
+                                errlen) == 0
                    ? 0
                    : 400;
     }
@@ -120,7 +135,7 @@ read_event(struct evhttp_request *req, enum call_event_origin origin,
 }
 
 static void
-event_applied(void *arg, enum store_result result, int status_changed)
+event_stored(void *arg, enum ingest_result result)
 {
     struct webhook_wait *wait = arg;
     struct app *app = wait->app;
@@ -129,27 +144,32 @@ event_applied(void *arg, enum store_result result, int status_changed)
 
     app->inflight--;
     switch (result) {
-    case STORE_APPLIED:
+    case INGEST_APPLIED:
         app->counters.events_applied++;
         app_log_request(app, wait->request_id, req, 200, wait->start_ms);
         http_reply_json(req, 200, "{\"result\":\"applied\"}", 20);
         break;
-    case STORE_DUPLICATE:
+    case INGEST_DUPLICATE:
         app->counters.events_duplicate++;
         app_log_request(app, wait->request_id, req, 200, wait->start_ms);
         http_reply_json(req, 200, "{\"result\":\"duplicate\"}", 22);
         break;
-    case STORE_UNAVAILABLE:
+    case INGEST_SPOOLED:
+        app->counters.events_spooled++;
+        app_log_request(app, wait->request_id, req, 200, wait->start_ms);
+        http_reply_json(req, 200, "{\"result\":\"spooled\"}", 20);
+        break;
+    case INGEST_UNAVAILABLE:
         app->counters.events_unavailable++;
         if (log_ratelimit_pass(&app->unrecorded_rl, &suppressed))
             log_warn("event for %s not stored rid=%" PRIu64
-                     ": redis connection lost before it replied; answered "
+                     ": neither redis nor the spool could take it; answered "
                      "503 (%" PRIu64 " more not logged)",
                      wait->id, wait->request_id, suppressed);
         app_log_request(app, wait->request_id, req, 503, wait->start_ms);
         http_reply_error(req, 503, "store unavailable, retry later");
         break;
-    case STORE_FAILED:
+    case INGEST_FAILED:
         app->counters.events_failed++;
         app_log_request(app, wait->request_id, req, 500, wait->start_ms);
         http_reply_error(req, 500, "the store rejected the event; see the "
@@ -159,64 +179,70 @@ event_applied(void *arg, enum store_result result, int status_changed)
     free(wait);
 }
 
+static struct webhook_wait *
+new_wait(struct app *app, struct evhttp_request *req, uint64_t rid,
+         uint64_t start_ms, const struct call_event *ev)
+{
+    struct webhook_wait *wait = malloc(sizeof(*wait));
+
+    if (wait == NULL)
+        return NULL;
+    wait->app = app;
+    wait->req = req;
+    wait->request_id = rid;
+    wait->start_ms = start_ms;
+    wait->origin = ev->origin;
+    snprintf(wait->id, sizeof(wait->id), "%s", ev->id);
+    return wait;
+}
+
 static void
 handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
              uint64_t start_ms)
 {
     struct webhook_wait *wait;
     struct call_event ev;
+    struct raw_event raw;
     char err[300];
     int code;
 
-    code = read_event(req, CALL_EVENT_ORIGIN_EVENT, &ev, err, sizeof(err));
+    code = read_event(req, CALL_EVENT_ORIGIN_EVENT, &ev, &raw, err,
+                      sizeof(err));
     if (code != 0) {
         reply_error(app, req, rid, start_ms, code, err);
         return;
     }
-
-    wait = malloc(sizeof(*wait));
+    wait = new_wait(app, req, rid, start_ms, &ev);
     if (wait == NULL) {
         call_event_free(&ev);
         reply_error(app, req, rid, start_ms, 500, "out of memory");
         return;
     }
-    wait->app = app;
-    wait->req = req;
-    wait->request_id = rid;
-    wait->start_ms = start_ms;
-    wait->origin = CALL_EVENT_ORIGIN_EVENT;
-    snprintf(wait->id, sizeof(wait->id), "%s", ev.id);
-
-    if (store_apply(app->store, &ev, event_applied, wait) != 0) {
-        call_event_free(&ev);
-        free(wait);
-        app->counters.events_unavailable++;
-        app_log_request(app, rid, req, 503, start_ms);
-        http_reply_error(req, 503, "store unavailable, retry later");
-        return;
-    }
     log_debug("event rid=%" PRIu64 " %s %s status=%s", rid,
-              ev.kind == CALL_EVENT_KIND_CALL ? "call" : "conversation", ev.id,
-              ev.status ? ev.status : "-");
-    call_event_free(&ev);
+              ev.kind == CALL_EVENT_KIND_CALL ? "call" : "conversation",
+              ev.id, ev.status ? ev.status : "-");
     app->inflight++;
+    ingest_submit(app->ingest, &ev, raw.source, raw.data, raw.len,
+                  event_stored, wait);
+    call_event_free(&ev);
 }
 
 static void
-answer_recorded(void *arg, enum store_result result, int status_changed)
+answer_recorded(void *arg, enum ingest_result result)
 {
     struct webhook_wait *wait = arg;
     struct app *app = wait->app;
     uint64_t suppressed;
 
     app->inflight--;
-    if (result != STORE_APPLIED && result != STORE_DUPLICATE &&
+    if ((result == INGEST_UNAVAILABLE || result == INGEST_FAILED) &&
         log_ratelimit_pass(&app->unrecorded_rl, &suppressed))
         log_warn("inbound call %s rid=%" PRIu64 " not recorded: %s (%" PRIu64
                  " more not logged)",
                  wait->id, wait->request_id,
-                 result == STORE_UNAVAILABLE ? "redis connection lost"
-                                             : "redis returned an error",
+                 result == INGEST_UNAVAILABLE
+                     ? "neither redis nor the spool could take it"
+                     : "redis returned an error",
                  suppressed);
     free(wait);
 }
@@ -227,49 +253,41 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
 {
     struct webhook_wait *wait;
     struct call_event ev;
+    struct raw_event raw;
     char err[300];
     uint64_t suppressed;
     int code;
 
-    code = read_event(req, CALL_EVENT_ORIGIN_ANSWER, &ev, err, sizeof(err));
+    code = read_event(req, CALL_EVENT_ORIGIN_ANSWER, &ev, &raw, err,
+                      sizeof(err));
     if (code == 405 || code == 415) {
         reply_error(app, req, rid, start_ms, code, err);
         return;
     }
 
     /* Vonage ends the call unless it gets an NCCO within seconds, so the
-     * NCCO goes out first and no recording problem can hold it back. */
+     * NCCO goes out first and no recording problem can hold it back. The
+     * copy of the body for the spool is taken before the reply frees it. */
     app->counters.answers++;
-    app_log_request(app, rid, req, 200, start_ms);
-    http_reply_json(req, 200, app->answer_ncco, app->answer_ncco_len);
-
     if (code != 0) {
         if (log_ratelimit_pass(&app->bad_request_rl, &suppressed))
             log_warn("answer webhook rid=%" PRIu64 " answered but not "
                      "recorded: %s (%" PRIu64 " more not logged)",
                      rid, err, suppressed);
+        app_log_request(app, rid, req, 200, start_ms);
+        http_reply_json(req, 200, app->answer_ncco, app->answer_ncco_len);
         return;
     }
 
-    wait = malloc(sizeof(*wait));
+    wait = new_wait(app, NULL, rid, start_ms, &ev);
     if (wait != NULL) {
-        wait->app = app;
-        wait->req = NULL;
-        wait->request_id = rid;
-        wait->start_ms = start_ms;
-        wait->origin = CALL_EVENT_ORIGIN_ANSWER;
-        snprintf(wait->id, sizeof(wait->id), "%s", ev.id);
-        if (store_apply(app->store, &ev, answer_recorded, wait) == 0) {
-            app->inflight++;
-        } else {
-            if (log_ratelimit_pass(&app->unrecorded_rl, &suppressed))
-                log_warn("inbound call %s rid=%" PRIu64 " not recorded: "
-                         "redis unavailable (%" PRIu64 " more not logged)",
-                         ev.id, rid, suppressed);
-            free(wait);
-        }
+        app->inflight++;
+        ingest_submit(app->ingest, &ev, raw.source, raw.data, raw.len,
+                      answer_recorded, wait);
     }
     call_event_free(&ev);
+    app_log_request(app, rid, req, 200, start_ms);
+    http_reply_json(req, 200, app->answer_ncco, app->answer_ncco_len);
 }
 
 void
