@@ -53,6 +53,7 @@ struct call_event {
     const char *status; /* the status that competes for "status", or NULL */
     int rank;           /* rank of status, RANK_NONE when it has none */
     int64_t timestamp_ms; /* from "timestamp"; 0 when the event has none */
+    uint64_t received_ms; /* arrival time (epoch ms); 0 means now */
 
     /* Fields written to the record: non-empty, in arrival order. */
     size_t nfields;
