@@ -26,6 +26,7 @@ struct app_counters {
     uint64_t events_unavailable; /* 503 */
     uint64_t events_failed;      /* 500: Redis returned an error */
     uint64_t answers;
+    uint64_t signature_failures; /* 401 */
 };
 
 struct app {

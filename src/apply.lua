@@ -6,7 +6,8 @@
 -- ARGV[4] history length cap      ARGV[5] event digest
 -- ARGV[6] field version           ARGV[7] ranked status or ""
 -- ARGV[8] status version          ARGV[9] history entry
--- ARGV[10..] field name, value, name, value, ...
+-- ARGV[10] JWT id of a signed webhook, or ""
+-- ARGV[11..] field name, value, name, value, ...
 --
 -- Versions are fixed-width strings that compare in byte order: a field
 -- takes the value of the event with the highest field version
@@ -15,23 +16,34 @@
 -- on the set of events seen, never on their arrival order.
 --
 -- Returns 0 for a duplicate, 1 when applied, 2 when applied and the
--- status changed.
+-- status changed, -1 when the JWT id was seen before for this record (a
+-- replayed token; nothing is written).
 
 local record, history, versions = KEYS[1], KEYS[2], KEYS[3]
 local now = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local field_version = ARGV[6]
 local status, status_version = ARGV[7], ARGV[8]
-local nfields = (#ARGV - 9) / 2
+local jti = ARGV[10]
+local nfields = (#ARGV - 10) / 2
 
 local lookup = {}
 for i = 1, nfields do
-    lookup[i] = 'f:' .. ARGV[8 + 2 * i]
+    lookup[i] = 'f:' .. ARGV[9 + 2 * i]
 end
 lookup[nfields + 1] = 's'
 lookup[nfields + 2] = 'e:' .. ARGV[5]
+lookup[nfields + 3] = 'j:' .. jti
 
 local current = redis.call('HMGET', versions, unpack(lookup))
+if jti ~= '' then
+    -- A signed token's payload hash ties it to one body and so to this
+    -- record: remembering its id here is enough to refuse a replay.
+    if current[nfields + 3] then
+        return -1
+    end
+    redis.call('HSET', versions, lookup[nfields + 3], '1')
+end
 if current[nfields + 2] then
     return 0
 end
@@ -41,8 +53,8 @@ local version_set = {lookup[nfields + 2], '1'}
 for i = 1, nfields do
     local seen = current[i]
     if not seen or seen < field_version then
-        record_set[#record_set + 1] = ARGV[8 + 2 * i]
         record_set[#record_set + 1] = ARGV[9 + 2 * i]
+        record_set[#record_set + 1] = ARGV[10 + 2 * i]
         version_set[#version_set + 1] = lookup[i]
         version_set[#version_set + 1] = field_version
     end

@@ -9,11 +9,13 @@
 
 /*
  * Spool record payload: u8 format (1), u8 origin, u8 source, u64 arrival
- * time in epoch ms (little-endian), then the event exactly as it arrived.
- * Replaying parses it again, which gives the same digest and fields.
+ * time in epoch ms (little-endian), u8 length of the signed token's id,
+ * that id, then the event exactly as it arrived. Replaying parses it
+ * again, which gives the same digest and fields.
  */
 #define RECORD_FORMAT 1
-#define RECORD_HEADER 11
+#define RECORD_HEADER 12
+#define JTI_MAX 255
 #define REPLAY_WINDOW 256
 
 struct submission {
@@ -78,6 +80,7 @@ finish(struct submission *sub, enum ingest_result result)
         ingest->stats.unavailable++;
         break;
     case INGEST_FAILED:
+    case INGEST_REPLAYED:
         break;
     }
     sub->cb(sub->arg, result);
@@ -119,6 +122,9 @@ applied(void *arg, enum store_result result, int status_changed)
     case STORE_FAILED:
         finish(sub, INGEST_FAILED);
         break;
+    case STORE_REPLAYED:
+        finish(sub, INGEST_REPLAYED);
+        break;
     }
 }
 
@@ -127,10 +133,16 @@ ingest_submit(struct ingest *ingest, const struct call_event *ev,
               enum call_event_source source, const char *data, size_t len,
               ingest_done_cb cb, void *arg)
 {
-    struct submission *sub = malloc(sizeof(*sub) + RECORD_HEADER + len);
+    size_t jti_len = ev->jti ? strlen(ev->jti) : 0;
+    struct submission *sub;
     uint64_t received = ev->received_ms ? ev->received_ms : clock_now_ms();
     struct call_event timed = *ev;
 
+    if (jti_len > JTI_MAX) {
+        cb(arg, INGEST_FAILED);
+        return;
+    }
+    sub = malloc(sizeof(*sub) + RECORD_HEADER + jti_len + len);
     if (sub == NULL) {
         cb(arg, INGEST_UNAVAILABLE);
         return;
@@ -143,8 +155,10 @@ ingest_submit(struct ingest *ingest, const struct call_event *ev,
     sub->record[1] = (unsigned char)ev->origin;
     sub->record[2] = (unsigned char)source;
     put_u64(sub->record + 3, received);
-    memcpy(sub->record + RECORD_HEADER, data, len);
-    sub->record_len = RECORD_HEADER + len;
+    sub->record[11] = (unsigned char)jti_len;
+    memcpy(sub->record + RECORD_HEADER, ev->jti ? ev->jti : "", jti_len);
+    memcpy(sub->record + RECORD_HEADER + jti_len, data, len);
+    sub->record_len = RECORD_HEADER + jti_len + len;
     ingest->inflight++;
 
     /* The same arrival time goes to Redis now or from the spool later. */
@@ -166,7 +180,7 @@ replayed(void *arg, enum store_result result, int status_changed)
     ingest->replay_inflight--;
     if (result == STORE_UNAVAILABLE) {
         ingest->replay_failed = 1;
-    } else if (result == STORE_FAILED) {
+    } else if (result == STORE_FAILED || result == STORE_REPLAYED) {
         ingest->stats.replay_dropped++;
     } else {
         ingest->stats.replayed++;
@@ -178,15 +192,17 @@ static void
 replay_record(struct ingest *ingest, const unsigned char *rec, size_t len)
 {
     struct call_event ev;
-    char err[256];
+    char err[256], jti[JTI_MAX + 1];
+    size_t jti_len = len >= RECORD_HEADER ? rec[11] : 0;
     uint64_t suppressed;
 
-    if (len < RECORD_HEADER || rec[0] != RECORD_FORMAT ||
+    if (len < RECORD_HEADER + jti_len || rec[0] != RECORD_FORMAT ||
         rec[1] > CALL_EVENT_ORIGIN_DIALER || rec[2] > CALL_EVENT_SOURCE_QUERY ||
         call_event_parse(&ev, (enum call_event_source)rec[2],
                          (enum call_event_origin)rec[1],
-                         (const char *)rec + RECORD_HEADER,
-                         len - RECORD_HEADER, err, sizeof(err)) != 0) {
+                         (const char *)rec + RECORD_HEADER + jti_len,
+                         len - RECORD_HEADER - jti_len, err,
+                         sizeof(err)) != 0) {
         ingest->stats.replay_dropped++;
         if (log_ratelimit_pass(&ingest->lost_rl, &suppressed))
             log_error("spool record in %s cannot be replayed and is "
@@ -195,6 +211,9 @@ replay_record(struct ingest *ingest, const unsigned char *rec, size_t len)
         return;
     }
     ev.received_ms = get_u64(rec + 3);
+    memcpy(jti, rec + RECORD_HEADER, jti_len);
+    jti[jti_len] = '\0';
+    ev.jti = jti_len ? jti : NULL;
     if (store_apply(ingest->store, &ev, replayed, ingest) == 0)
         ingest->replay_inflight++;
     else

@@ -20,6 +20,7 @@ enum ingest_result {
     INGEST_SPOOLED,     /* on disk in the spool, replayed later */
     INGEST_UNAVAILABLE, /* neither Redis nor the spool could take it */
     INGEST_FAILED,      /* Redis rejected it for good */
+    INGEST_REPLAYED,    /* its signed token was used before */
 };
 
 struct ingest_stats {

@@ -18,7 +18,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define APPLY_FIXED_ARGS 15 /* EVALSHA sha 3 key key key + 9 values */
+#define APPLY_FIXED_ARGS 16 /* EVALSHA sha 3 key key key + 10 values */
 #define APPLY_MAX_ARGS (APPLY_FIXED_ARGS + 2 * (CALL_EVENT_MAX_FIELDS + 2))
 
 enum store_state {
@@ -745,7 +745,10 @@ apply_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             return;
     }
     if (reply->type == REDIS_REPLY_INTEGER) {
-        if (reply->integer == 0) {
+        if (reply->integer < 0) {
+            store->stats.replayed_tokens++;
+            finish_apply(req, STORE_REPLAYED, 0);
+        } else if (reply->integer == 0) {
             store->stats.duplicates++;
             finish_apply(req, STORE_DUPLICATE, 0);
         } else {
@@ -865,6 +868,7 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
     ARGS(ev->status ? ev->status : "");
     ARGS(ev->status ? ev->status_version : "");
     ARG(ev->history, ev->history_len);
+    ARGS(ev->jti ? ev->jti : "");
     for (size_t i = 0; i < ev->nfields; i++) {
         ARGS(ev->fields[i].name);
         ARG(ev->fields[i].value, ev->fields[i].value_len);

@@ -51,6 +51,7 @@ enum store_result {
     STORE_UNAVAILABLE, /* no reply (connection lost or timed out), or an
                           error that passes, such as OOM or LOADING */
     STORE_FAILED,      /* Redis rejected the event for good */
+    STORE_REPLAYED,    /* its signed token's id was used before */
 };
 
 struct store_stats {
@@ -58,6 +59,7 @@ struct store_stats {
     uint64_t duplicates;
     uint64_t unavailable; /* requests turned away while Redis was down */
     uint64_t failed;
+    uint64_t replayed_tokens;
     uint64_t reconnects;
     uint64_t command_timeouts;
     uint64_t connected; /* 1 while ready, else 0 */

@@ -175,6 +175,14 @@ event_stored(void *arg, enum ingest_result result)
         http_reply_error(req, 500, "the store rejected the event; see the "
                                    "server log");
         break;
+    case INGEST_REPLAYED:
+        app->counters.signature_failures++;
+        log_warn("rejected request rid=%" PRIu64 " for %s: signed token "
+                 "replayed (its jti was used before)",
+                 wait->request_id, wait->id);
+        app_log_request(app, wait->request_id, req, 401, wait->start_ms);
+        http_reply_error(req, 401, "invalid signature: token replayed");
+        break;
     }
     free(wait);
 }
@@ -235,7 +243,8 @@ answer_recorded(void *arg, enum ingest_result result)
     uint64_t suppressed;
 
     app->inflight--;
-    if ((result == INGEST_UNAVAILABLE || result == INGEST_FAILED) &&
+    if ((result == INGEST_UNAVAILABLE || result == INGEST_FAILED ||
+         result == INGEST_REPLAYED) &&
         log_ratelimit_pass(&app->unrecorded_rl, &suppressed))
         log_warn("inbound call %s rid=%" PRIu64 " not recorded: %s (%" PRIu64
                  " more not logged)",

@@ -54,6 +54,8 @@ struct call_event {
     int rank;           /* rank of status, RANK_NONE when it has none */
     int64_t timestamp_ms; /* from "timestamp"; 0 when the event has none */
     uint64_t received_ms; /* arrival time (epoch ms); 0 means now */
+    const char *jti;      /* id of the signed token it came with, or NULL;
+                             set and owned by the caller */
 
     /* Fields written to the record: non-empty, in arrival order. */
     size_t nfields;
