@@ -129,8 +129,16 @@ admin_handle(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
+    const char *limit_message;
+    int limit_code;
+
     if (path == NULL)
         path = "";
+    limit_code = http_request_begin(req, &limit_message);
+    if (limit_code != 0) {
+        reply_error(app, req, rid, start_ms, limit_code, limit_message);
+        return;
+    }
 
     if (strcmp(path, "/readyz") != 0 && strcmp(path, "/healthz") != 0 &&
         strncmp(path, "/calls/", 7) != 0) {

@@ -37,6 +37,10 @@ static const struct option_spec specs[] = {
     {"admin-token", "CALLHOOK_ADMIN_TOKEN", OPT_STRING, FIELD(admin_token),
      NULL, 0, 0, 1, "TOKEN",
      "bearer token for admin write routes (default: none, routes disabled)"},
+    {"admin-token-file", "CALLHOOK_ADMIN_TOKEN_FILE", OPT_STRING,
+     FIELD(admin_token_file), NULL, 0, 0, 0, "FILE",
+     "read the admin token from this file, keeping it out of process "
+     "listings"},
     {"redis", "REDIS_URL", OPT_STRING, FIELD(redis_url),
      "redis://127.0.0.1:6379/0", 0, 0, 0, "URL",
      "Redis server: redis://[[user]:password@]host[:port][/db] or "
@@ -65,6 +69,15 @@ static const struct option_spec specs[] = {
     {"max-connections", "CALLHOOK_MAX_CONNECTIONS", OPT_NUMBER,
      FIELD(max_connections), "4096", 1, 1000000, 0, "COUNT",
      "open connections per listener; more wait in the kernel's backlog"},
+    {"max-header-count", "CALLHOOK_MAX_HEADER_COUNT", OPT_NUMBER,
+     FIELD(max_header_count), "64", 4, 10000, 0, "COUNT",
+     "request headers accepted; more gets 431"},
+    {"max-uri", "CALLHOOK_MAX_URI", OPT_NUMBER, FIELD(max_uri), "8192", 64,
+     1048576, 0, "BYTES", "longest request target (path and query); "
+                          "longer gets 414"},
+    {"max-requests", "CALLHOOK_MAX_REQUESTS", OPT_NUMBER, FIELD(max_requests),
+     "10000", 1, 100000000, 0, "COUNT",
+     "requests served on one keep-alive connection before it is closed"},
     {"record-ttl", "CALLHOOK_RECORD_TTL", OPT_NUMBER, FIELD(record_ttl),
      "2592000", 0, 315360000, 0, "SECONDS",
      "lifetime of a call's keys once it reaches a final status; 0 keeps "
@@ -138,6 +151,41 @@ set_value(struct config *cfg, const struct option_spec *spec,
             return -1;
         }
         *number_slot(cfg, spec) = v;
+    }
+    return 0;
+}
+
+/*
+ * Reads a secret from a file: the first line, without its line break.
+ * Error messages name the option and the file, never the contents.
+ */
+static int
+read_secret_file(const char *path, char **out, const char *option, char *err,
+                 size_t errlen)
+{
+    char buf[4097];
+    size_t n;
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s %s: %s", option, path,
+                 strerror(errno));
+        return -1;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0') {
+        snprintf(err, errlen, "%s %s is empty", option, path);
+        return -1;
+    }
+    free(*out);
+    *out = strdup(buf);
+    explicit_bzero(buf, sizeof(buf));
+    if (*out == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     return 0;
 }
@@ -222,6 +270,14 @@ config_load(struct config *cfg, int argc, char **argv, char *err,
         snprintf(err, errlen, "unexpected argument '%s'; see callhook --help",
                  argv[optind]);
         return CONFIG_ERROR;
+    }
+    if (cfg->admin_token_file != NULL && cfg->admin_token_file[0] != '\0' &&
+        read_secret_file(cfg->admin_token_file, &cfg->admin_token,
+                         "--admin-token-file", err, errlen) != 0)
+        return CONFIG_ERROR;
+    if (cfg->admin_token != NULL && cfg->admin_token[0] == '\0') {
+        free(cfg->admin_token);
+        cfg->admin_token = NULL;
     }
     return CONFIG_OK;
 }

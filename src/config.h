@@ -11,6 +11,7 @@ struct config {
     char *listen;
     char *admin_listen;
     char *admin_token;
+    char *admin_token_file;
     char *redis_url;
     char *public_url;
     char *answer_text;
@@ -22,6 +23,9 @@ struct config {
     unsigned long request_timeout;
     unsigned long idle_timeout;
     unsigned long max_connections;
+    unsigned long max_header_count;
+    unsigned long max_uri;
+    unsigned long max_requests;
     unsigned long record_ttl;
     unsigned long history_max;
     unsigned long shutdown_timeout;
@@ -36,7 +40,10 @@ enum config_result {
     CONFIG_ERROR, /* message in err */
 };
 
-/* Fills cfg from defaults, the environment, then argv. */
+/*
+ * Fills cfg from defaults, the environment, then argv, and reads the
+ * files that options name (--admin-token-file).
+ */
 enum config_result config_load(struct config *cfg, int argc, char **argv,
                                char *err, size_t errlen);
 

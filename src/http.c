@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -14,6 +15,21 @@
 #include <jansson.h>
 
 #include "log.h"
+
+struct conn_guard;
+
+/*
+ * Open-addressing map from evhttp connection to its guard, so a request
+ * handler can find its connection's state. Sized to stay under half full.
+ */
+struct guard_map {
+    const void **keys;
+    struct conn_guard **values;
+    size_t cap, count;
+};
+
+/* One map for every listener: the process has one loop and one thread. */
+static struct guard_map guards;
 
 struct http_server {
     struct evhttp *http;
@@ -37,12 +53,102 @@ struct http_server {
 struct conn_guard {
     struct http_server *srv;
     struct bufferevent *bev;
+    const void *evcon;
+    unsigned requests;
     struct event *attach;
     struct event *deadline;
     int armed;
     int firing; /* inside deadline_cb: free later, not from under it */
     int closed;
 };
+
+static size_t
+map_slot(const struct guard_map *map, const void *key)
+{
+    uintptr_t h = (uintptr_t)key;
+
+    h ^= h >> 17;
+    h *= (uintptr_t)0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 7) & (map->cap - 1);
+}
+
+static int
+map_put(struct guard_map *map, const void *key, struct conn_guard *value)
+{
+    size_t i;
+
+    if ((map->count + 1) * 2 > map->cap) {
+        struct guard_map bigger;
+
+        bigger.cap = map->cap ? map->cap * 2 : 64;
+        bigger.count = 0;
+        bigger.keys = calloc(bigger.cap, sizeof(*bigger.keys));
+        bigger.values = calloc(bigger.cap, sizeof(*bigger.values));
+        if (bigger.keys == NULL || bigger.values == NULL) {
+            free(bigger.keys);
+            free(bigger.values);
+            return -1;
+        }
+        for (size_t k = 0; k < map->cap; k++) {
+            if (map->keys[k] != NULL)
+                map_put(&bigger, map->keys[k], map->values[k]);
+        }
+        free(map->keys);
+        free(map->values);
+        *map = bigger;
+    }
+    for (i = map_slot(map, key); map->keys[i] != NULL;
+         i = (i + 1) & (map->cap - 1))
+        ;
+    map->keys[i] = key;
+    map->values[i] = value;
+    map->count++;
+    return 0;
+}
+
+static struct conn_guard *
+map_get(const struct guard_map *map, const void *key)
+{
+    if (map->cap == 0)
+        return NULL;
+    for (size_t i = map_slot(map, key); map->keys[i] != NULL;
+         i = (i + 1) & (map->cap - 1)) {
+        if (map->keys[i] == key)
+            return map->values[i];
+    }
+    return NULL;
+}
+
+/* Removes key, shifting later entries of its probe run back into place. */
+static void
+map_remove(struct guard_map *map, const void *key)
+{
+    size_t i, j;
+
+    if (map->cap == 0)
+        return;
+    for (i = map_slot(map, key); map->keys[i] != key;
+         i = (i + 1) & (map->cap - 1)) {
+        if (map->keys[i] == NULL)
+            return;
+    }
+    map->keys[i] = NULL;
+    map->count--;
+    for (j = (i + 1) & (map->cap - 1); map->keys[j] != NULL;
+         j = (j + 1) & (map->cap - 1)) {
+        size_t home = map_slot(map, map->keys[j]);
+
+        /* Move the entry back to the hole unless its home lies
+         * cyclically between the hole and its current slot. */
+        if ((j > i && (home <= i || home > j)) ||
+            (j < i && (home <= i && home > j))) {
+            map->keys[i] = map->keys[j];
+            map->values[i] = map->values[j];
+            map->keys[j] = NULL;
+            i = j;
+        }
+    }
+}
 
 static void
 set_accepting(struct http_server *srv, int on)
@@ -76,6 +182,7 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
     struct http_server *srv = guard->srv;
 
     srv->connections--;
+    map_remove(&guards, guard->evcon);
     if (srv->connections < srv->limits.max_connections)
         set_accepting(srv, 1);
     if (guard->firing)
@@ -145,6 +252,9 @@ attach_cb(evutil_socket_t fd, short what, void *arg)
     void *evcon = NULL;
 
     bufferevent_getcb(guard->bev, NULL, NULL, NULL, &evcon);
+    guard->evcon = evcon;
+    if (map_put(&guards, evcon, guard) != 0)
+        guard->evcon = NULL; /* out of memory: limits unchecked */
     evhttp_connection_set_closecb(evcon, conn_closed, guard);
 }
 
@@ -329,6 +439,46 @@ http_server_free(struct http_server *srv)
     srv->stopped = 1;
     evhttp_free(srv->http);
     free(srv);
+    if (guards.count == 0) {
+        free(guards.keys);
+        free(guards.values);
+        memset(&guards, 0, sizeof(guards));
+    }
+}
+
+int
+http_request_begin(struct evhttp_request *req, const char **message)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    struct evkeyval *kv;
+    struct conn_guard *guard;
+    struct http_server *srv;
+    unsigned count = 0;
+
+    guard = evcon ? map_get(&guards, evcon) : NULL;
+    if (guard == NULL)
+        return 0;
+    srv = guard->srv;
+
+    guard->requests++;
+    if (srv->limits.max_requests > 0 &&
+        guard->requests >= srv->limits.max_requests)
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "Connection", "close");
+
+    if (strlen(evhttp_request_get_uri(req)) > srv->limits.max_uri) {
+        *message = "request target too long";
+        return 414;
+    }
+    TAILQ_FOREACH(kv, headers, next)
+    {
+        if (++count > srv->limits.max_header_count) {
+            *message = "too many request headers";
+            return 431;
+        }
+    }
+    return 0;
 }
 
 void

@@ -17,6 +17,9 @@ struct http_limits {
     unsigned request_timeout; /* seconds to send one whole request */
     unsigned idle_timeout;  /* seconds a connection may sit idle */
     unsigned max_connections; /* across this listener */
+    unsigned max_header_count; /* request headers; more gets 431 */
+    unsigned max_uri;          /* bytes of request target; more gets 414 */
+    unsigned max_requests;     /* per connection, then it is closed */
 };
 
 struct http_server;
@@ -44,6 +47,14 @@ unsigned http_server_connections(const struct http_server *srv);
 
 /* Frees the listener and every connection it still has. */
 void http_server_free(struct http_server *srv);
+
+/*
+ * Applies the per-request limits evhttp lacks. Returns 0, or the HTTP
+ * status to reject the request with and a message in *message. Also asks
+ * for the connection to close after this reply once it has carried
+ * max_requests requests.
+ */
+int http_request_begin(struct evhttp_request *req, const char **message);
 
 /* Sends a reply with a JSON body and Content-Type: application/json. */
 void http_reply_json(struct evhttp_request *req, int code, const char *json,

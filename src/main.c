@@ -71,6 +71,15 @@ load_answer_ncco(struct app *app, const struct config *cfg, char *err,
     return 0;
 }
 
+/* True for 127.0.0.0/8, ::1 and localhost, with any port. */
+static int
+is_loopback_address(const char *address)
+{
+    return strncmp(address, "127.", 4) == 0 ||
+           strncmp(address, "[::1]:", 6) == 0 ||
+           strncmp(address, "localhost:", 10) == 0;
+}
+
 static void
 on_store_ready(void *arg)
 {
@@ -184,6 +193,16 @@ main(int argc, char **argv)
     limits.request_timeout = (unsigned)cfg.request_timeout;
     limits.idle_timeout = (unsigned)cfg.idle_timeout;
     limits.max_connections = (unsigned)cfg.max_connections;
+    limits.max_header_count = (unsigned)cfg.max_header_count;
+    limits.max_uri = (unsigned)cfg.max_uri;
+    limits.max_requests = (unsigned)cfg.max_requests;
+    if (cfg.admin_token == NULL && !is_loopback_address(cfg.admin_listen)) {
+        log_error("refusing --admin-listen %s without an admin token: the "
+                  "admin listener may only face a network with "
+                  "--admin-token or --admin-token-file set",
+                  cfg.admin_listen);
+        goto out;
+    }
     app.public_srv = http_server_new(app.base, cfg.listen, &limits,
                                      webhook_handle, &app, err, sizeof(err));
     if (app.public_srv == NULL) {

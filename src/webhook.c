@@ -307,9 +307,17 @@ webhook_handle(struct evhttp_request *req, void *arg)
     uint64_t start_ms = clock_monotonic_ms();
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
+    const char *limit_message;
+    int limit_code;
+
     app->counters.requests++;
     if (path == NULL)
         path = "";
+    limit_code = http_request_begin(req, &limit_message);
+    if (limit_code != 0) {
+        reply_error(app, req, rid, start_ms, limit_code, limit_message);
+        return;
+    }
 
     if (strcmp(path, "/call_events") == 0) {
         handle_event(app, req, rid, start_ms);
