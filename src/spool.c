@@ -261,6 +261,7 @@ scan_dir(struct spool *spool, char *err, size_t errlen)
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void remove_file_entry(struct spool *spool, uint64_t seq);
 
 struct spool *
 spool_open(struct event_base *base, const struct spool_options *options,
@@ -375,10 +376,21 @@ spool_flush(struct spool *spool)
         return;
 
     if (spool->fd >= 0) {
+        struct stat st;
+
         idx = active_index(spool);
         if (idx < spool->nfiles &&
             spool->file_sizes[idx] >= spool->options.rotate_bytes)
             close_active(spool);
+        /* A file removed from under us would take records that were
+         * acknowledged with it: start a new one instead. */
+        else if (fstat(spool->fd, &st) != 0 || st.st_nlink == 0) {
+            log_error("spool file %s/spool-%016" PRIu64 ".log was removed "
+                      "while in use; starting a new one",
+                      spool->dir, spool->active_seq);
+            close_active(spool);
+            remove_file_entry(spool, spool->active_seq);
+        }
     }
     if (spool->fd < 0 && open_active(spool) != 0) {
         saved_errno = errno;
