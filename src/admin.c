@@ -7,31 +7,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <jansson.h>
 
 #include "app.h"
 #include "callhook/call_event.h"
+#include "metrics.h"
 
 struct lookup {
     struct app *app;
     struct evhttp_request *req;
     uint64_t request_id;
-    uint64_t start_ms;
+    uint64_t start_us;
 };
 
 static void
 reply(struct app *app, struct evhttp_request *req, uint64_t rid,
-      uint64_t start_ms, int code, const char *json)
+      uint64_t start_us, int code, const char *json)
 {
-    app_log_request(app, rid, req, code, start_ms);
+    app_log_admin_request(app, rid, req, code, start_us);
     http_reply_json(req, code, json, strlen(json));
 }
 
 static void
 reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
-            uint64_t start_ms, int code, const char *message)
+            uint64_t start_us, int code, const char *message)
 {
-    app_log_request(app, rid, req, code, start_ms);
+    app_log_admin_request(app, rid, req, code, start_us);
     http_reply_error(req, code, message);
 }
 
@@ -43,13 +45,13 @@ call_loaded(void *arg, redisReply *r)
     char *text;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-        reply_error(lk->app, lk->req, lk->request_id, lk->start_ms, 503,
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 503,
                     "store unavailable, retry later");
         free(lk);
         return;
     }
     if (r->elements == 0) {
-        reply_error(lk->app, lk->req, lk->request_id, lk->start_ms, 404,
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 404,
                     "call not found");
         free(lk);
         return;
@@ -71,9 +73,9 @@ call_loaded(void *arg, redisReply *r)
     }
     text = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (text != NULL)
-        reply(lk->app, lk->req, lk->request_id, lk->start_ms, 200, text);
+        reply(lk->app, lk->req, lk->request_id, lk->start_us, 200, text);
     else
-        reply_error(lk->app, lk->req, lk->request_id, lk->start_ms, 500,
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 500,
                     "out of memory");
     free(text);
     json_decref(obj);
@@ -82,7 +84,7 @@ call_loaded(void *arg, redisReply *r)
 
 static void
 get_call(struct app *app, struct evhttp_request *req, uint64_t rid,
-         uint64_t start_ms, const char *id)
+         uint64_t start_us, const char *id)
 {
     char key[CALL_EVENT_ID_MAX + 16];
     const char *argv[2];
@@ -94,7 +96,7 @@ get_call(struct app *app, struct evhttp_request *req, uint64_t rid,
         char message[160];
 
         snprintf(message, sizeof(message), "invalid call uuid: it %s", why);
-        reply_error(app, req, rid, start_ms, 400, message);
+        reply_error(app, req, rid, start_us, 400, message);
         return;
     }
     snprintf(key, sizeof(key), "call:{%s}", id);
@@ -105,17 +107,17 @@ get_call(struct app *app, struct evhttp_request *req, uint64_t rid,
 
     lk = malloc(sizeof(*lk));
     if (lk == NULL) {
-        reply_error(app, req, rid, start_ms, 500, "out of memory");
+        reply_error(app, req, rid, start_us, 500, "out of memory");
         return;
     }
     lk->app = app;
     lk->req = req;
     lk->request_id = rid;
-    lk->start_ms = start_ms;
+    lk->start_us = start_us;
     if (app->store == NULL ||
         store_command(app->store, call_loaded, lk, 2, argv, lens) != 0) {
         free(lk);
-        reply_error(app, req, rid, start_ms, 503,
+        reply_error(app, req, rid, start_us, 503,
                     "store unavailable, retry later");
     }
 }
@@ -125,7 +127,7 @@ admin_handle(struct evhttp_request *req, void *arg)
 {
     struct app *app = arg;
     uint64_t rid = ++app->next_request_id;
-    uint64_t start_ms = clock_monotonic_ms();
+    uint64_t start_us = clock_monotonic_us();
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
@@ -136,32 +138,46 @@ admin_handle(struct evhttp_request *req, void *arg)
         path = "";
     limit_code = http_request_begin(req, &limit_message);
     if (limit_code != 0) {
-        reply_error(app, req, rid, start_ms, limit_code, limit_message);
+        reply_error(app, req, rid, start_us, limit_code, limit_message);
         return;
     }
 
     if (strcmp(path, "/readyz") != 0 && strcmp(path, "/healthz") != 0 &&
-        strncmp(path, "/calls/", 7) != 0) {
-        reply_error(app, req, rid, start_ms, 404,
-                    "not found: admin routes are /calls/{uuid}, /readyz and "
-                    "/healthz");
+        strcmp(path, "/metrics") != 0 && strncmp(path, "/calls/", 7) != 0) {
+        reply_error(app, req, rid, start_us, 404,
+                    "not found: admin routes are /calls/{uuid}, /readyz, "
+                    "/healthz and /metrics");
         return;
     }
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           "GET, HEAD");
-        reply_error(app, req, rid, start_ms, 405,
+        reply_error(app, req, rid, start_us, 405,
                     "method not allowed: use GET");
         return;
     }
 
-    if (strcmp(path, "/healthz") == 0) {
-        reply(app, req, rid, start_ms, 200, "{\"status\":\"ok\"}");
+    if (strcmp(path, "/metrics") == 0) {
+        struct evbuffer *body = evbuffer_new();
+
+        if (body == NULL) {
+            reply_error(app, req, rid, start_us, 500, "out of memory");
+            return;
+        }
+        app_log_admin_request(app, rid, req, 200, start_us);
+        metrics_render(app, body);
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        evhttp_send_reply(req, 200, "OK", body);
+        evbuffer_free(body);
+    } else if (strcmp(path, "/healthz") == 0) {
+        reply(app, req, rid, start_us, 200, "{\"status\":\"ok\"}");
     } else if (strcmp(path, "/readyz") == 0) {
         if (app->store != NULL && store_ready(app->store))
-            reply(app, req, rid, start_ms, 200, "{\"status\":\"ready\"}");
+            reply(app, req, rid, start_us, 200, "{\"status\":\"ready\"}");
         else
-            reply(app, req, rid, start_ms, 503,
+            reply(app, req, rid, start_us, 503,
                   "{\"status\":\"unavailable\",\"reason\":\"redis is not "
                   "connected\"}");
     } else {
@@ -169,14 +185,14 @@ admin_handle(struct evhttp_request *req, void *arg)
         char *id = evhttp_uridecode(path + 7, 0, &len);
 
         if (id == NULL) {
-            reply_error(app, req, rid, start_ms, 500, "out of memory");
+            reply_error(app, req, rid, start_us, 500, "out of memory");
             return;
         }
         if (strlen(id) != len)
-            reply_error(app, req, rid, start_ms, 400,
+            reply_error(app, req, rid, start_us, 400,
                         "invalid call uuid: it contains a NUL byte");
         else
-            get_call(app, req, rid, start_ms, id);
+            get_call(app, req, rid, start_us, id);
         free(id);
     }
 }

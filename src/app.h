@@ -56,9 +56,16 @@ struct app {
 void webhook_handle(struct evhttp_request *req, void *arg);
 void admin_handle(struct evhttp_request *req, void *arg);
 
-/* Logs one request at debug level: method, path, code and duration. */
+/*
+ * Counts one reply in the metrics and logs it at debug level: method,
+ * path, code and duration. One for each listener, since both serve
+ * /healthz.
+ */
 void app_log_request(struct app *app, uint64_t request_id,
                      struct evhttp_request *req, int code,
-                     uint64_t start_ms);
+                     uint64_t start_us);
+void app_log_admin_request(struct app *app, uint64_t request_id,
+                           struct evhttp_request *req, int code,
+                           uint64_t start_us);
 
 #endif

@@ -60,5 +60,6 @@ const char *log_mask_number(const char *number, char *buf, unsigned buflen);
 
 uint64_t clock_now_ms(void);
 uint64_t clock_monotonic_ms(void);
+uint64_t clock_monotonic_us(void);
 
 #endif

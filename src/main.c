@@ -15,6 +15,7 @@
 
 #include "app.h"
 #include "callhook/ncco.h"
+#include "metrics.h"
 #include "callhook_config.h"
 
 #define NCCO_FILE_MAX (1024 * 1024)
@@ -177,6 +178,8 @@ main(int argc, char **argv)
         fprintf(stderr, "callhook: %s\n", err);
         goto out;
     }
+
+    metrics.start_time_s = (uint64_t)time(NULL);
 
     /* A client that vanishes mid-reply must not kill the process. */
     signal(SIGPIPE, SIG_IGN);

@@ -15,6 +15,7 @@
 #pragma GCC diagnostic pop
 
 #include "log.h"
+#include "metrics.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -69,6 +70,7 @@ struct apply_request {
     char *cmd; /* the formatted EVALSHA, kept to resend as EVAL */
     int cmd_len;
     int retried;
+    uint64_t sent_us;
     char id[CALL_EVENT_ID_MAX + 1];
 };
 
@@ -695,6 +697,9 @@ finish_apply(struct apply_request *req, enum store_result result,
     struct store *store = req->store;
 
     store->pending--;
+    if (result != STORE_UNAVAILABLE)
+        histogram_observe(&metrics.redis_latency,
+                          (clock_monotonic_us() - req->sent_us) / 1e6);
     req->cb(req->arg, result, changed);
     redisFreeCommand(req->cmd);
     free(req);
@@ -882,6 +887,7 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
     req->store = store;
     req->cb = cb;
     req->arg = arg;
+    req->sent_us = clock_monotonic_us();
     snprintf(req->id, sizeof(req->id), "%s", ev->id);
     req->cmd_len = redisFormatCommandArgv(&req->cmd, argc, argv, lens);
     if (req->cmd_len < 0 ||

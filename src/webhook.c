@@ -12,6 +12,7 @@
 #include "app.h"
 #include "callhook/call_event.h"
 #include "ingest.h"
+#include "metrics.h"
 
 #define ALLOW_WEBHOOK "GET, POST"
 
@@ -20,26 +21,47 @@ struct webhook_wait {
     struct app *app;
     struct evhttp_request *req;
     uint64_t request_id;
-    uint64_t start_ms;
+    uint64_t start_us;
     enum call_event_origin origin;
     char id[CALL_EVENT_ID_MAX + 1];
 };
 
-void
-app_log_request(struct app *app, uint64_t request_id,
-                struct evhttp_request *req, int code, uint64_t start_ms)
+static void
+log_request(struct app *app, uint64_t request_id, struct evhttp_request *req,
+            int code, uint64_t start_us, int admin)
 {
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum metrics_route route = metrics_route_of(path ? path : "", admin);
+    uint64_t elapsed_us = clock_monotonic_us() - start_us;
+
+    metrics_response(route, code);
+    if (route == ROUTE_CALL_EVENTS)
+        histogram_observe(&metrics.webhook_latency, elapsed_us / 1e6);
     if (log_min_level > LOG_DEBUG)
         return;
-    log_debug("request rid=%" PRIu64 " %s %.200s -> %d in %" PRIu64 " ms",
+    log_debug("request rid=%" PRIu64 " %s %.200s -> %d in %.3f ms",
               request_id, http_method_name(evhttp_request_get_command(req)),
-              evhttp_request_get_uri(req), code,
-              clock_monotonic_ms() - start_ms);
+              evhttp_request_get_uri(req), code, elapsed_us / 1e3);
+}
+
+void
+app_log_request(struct app *app, uint64_t request_id,
+                struct evhttp_request *req, int code, uint64_t start_us)
+{
+    log_request(app, request_id, req, code, start_us, 0);
+}
+
+void
+app_log_admin_request(struct app *app, uint64_t request_id,
+                      struct evhttp_request *req, int code,
+                      uint64_t start_us)
+{
+    log_request(app, request_id, req, code, start_us, 1);
 }
 
 static void
 reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
-            uint64_t start_ms, int code, const char *message)
+            uint64_t start_us, int code, const char *message)
 {
     uint64_t suppressed;
 
@@ -54,7 +76,7 @@ reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
     if (code == 405)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           ALLOW_WEBHOOK);
-    app_log_request(app, rid, req, code, start_ms);
+    app_log_request(app, rid, req, code, start_us);
     http_reply_error(req, code, message);
 }
 
@@ -146,17 +168,17 @@ event_stored(void *arg, enum ingest_result result)
     switch (result) {
     case INGEST_APPLIED:
         app->counters.events_applied++;
-        app_log_request(app, wait->request_id, req, 200, wait->start_ms);
+        app_log_request(app, wait->request_id, req, 200, wait->start_us);
         http_reply_json(req, 200, "{\"result\":\"applied\"}", 20);
         break;
     case INGEST_DUPLICATE:
         app->counters.events_duplicate++;
-        app_log_request(app, wait->request_id, req, 200, wait->start_ms);
+        app_log_request(app, wait->request_id, req, 200, wait->start_us);
         http_reply_json(req, 200, "{\"result\":\"duplicate\"}", 22);
         break;
     case INGEST_SPOOLED:
         app->counters.events_spooled++;
-        app_log_request(app, wait->request_id, req, 200, wait->start_ms);
+        app_log_request(app, wait->request_id, req, 200, wait->start_us);
         http_reply_json(req, 200, "{\"result\":\"spooled\"}", 20);
         break;
     case INGEST_UNAVAILABLE:
@@ -166,12 +188,12 @@ event_stored(void *arg, enum ingest_result result)
                      ": neither redis nor the spool could take it; answered "
                      "503 (%" PRIu64 " more not logged)",
                      wait->id, wait->request_id, suppressed);
-        app_log_request(app, wait->request_id, req, 503, wait->start_ms);
+        app_log_request(app, wait->request_id, req, 503, wait->start_us);
         http_reply_error(req, 503, "store unavailable, retry later");
         break;
     case INGEST_FAILED:
         app->counters.events_failed++;
-        app_log_request(app, wait->request_id, req, 500, wait->start_ms);
+        app_log_request(app, wait->request_id, req, 500, wait->start_us);
         http_reply_error(req, 500, "the store rejected the event; see the "
                                    "server log");
         break;
@@ -180,7 +202,7 @@ event_stored(void *arg, enum ingest_result result)
         log_warn("rejected request rid=%" PRIu64 " for %s: signed token "
                  "replayed (its jti was used before)",
                  wait->request_id, wait->id);
-        app_log_request(app, wait->request_id, req, 401, wait->start_ms);
+        app_log_request(app, wait->request_id, req, 401, wait->start_us);
         http_reply_error(req, 401, "invalid signature: token replayed");
         break;
     }
@@ -189,7 +211,7 @@ event_stored(void *arg, enum ingest_result result)
 
 static struct webhook_wait *
 new_wait(struct app *app, struct evhttp_request *req, uint64_t rid,
-         uint64_t start_ms, const struct call_event *ev)
+         uint64_t start_us, const struct call_event *ev)
 {
     struct webhook_wait *wait = malloc(sizeof(*wait));
 
@@ -198,7 +220,7 @@ new_wait(struct app *app, struct evhttp_request *req, uint64_t rid,
     wait->app = app;
     wait->req = req;
     wait->request_id = rid;
-    wait->start_ms = start_ms;
+    wait->start_us = start_us;
     wait->origin = ev->origin;
     snprintf(wait->id, sizeof(wait->id), "%s", ev->id);
     return wait;
@@ -206,7 +228,7 @@ new_wait(struct app *app, struct evhttp_request *req, uint64_t rid,
 
 static void
 handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
-             uint64_t start_ms)
+             uint64_t start_us)
 {
     struct webhook_wait *wait;
     struct call_event ev;
@@ -217,13 +239,13 @@ handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
     code = read_event(req, CALL_EVENT_ORIGIN_EVENT, &ev, &raw, err,
                       sizeof(err));
     if (code != 0) {
-        reply_error(app, req, rid, start_ms, code, err);
+        reply_error(app, req, rid, start_us, code, err);
         return;
     }
-    wait = new_wait(app, req, rid, start_ms, &ev);
+    wait = new_wait(app, req, rid, start_us, &ev);
     if (wait == NULL) {
         call_event_free(&ev);
-        reply_error(app, req, rid, start_ms, 500, "out of memory");
+        reply_error(app, req, rid, start_us, 500, "out of memory");
         return;
     }
     log_debug("event rid=%" PRIu64 " %s %s status=%s", rid,
@@ -258,7 +280,7 @@ answer_recorded(void *arg, enum ingest_result result)
 
 static void
 handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
-              uint64_t start_ms)
+              uint64_t start_us)
 {
     struct webhook_wait *wait;
     struct call_event ev;
@@ -270,7 +292,7 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
     code = read_event(req, CALL_EVENT_ORIGIN_ANSWER, &ev, &raw, err,
                       sizeof(err));
     if (code == 405 || code == 415) {
-        reply_error(app, req, rid, start_ms, code, err);
+        reply_error(app, req, rid, start_us, code, err);
         return;
     }
 
@@ -283,19 +305,19 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
             log_warn("answer webhook rid=%" PRIu64 " answered but not "
                      "recorded: %s (%" PRIu64 " more not logged)",
                      rid, err, suppressed);
-        app_log_request(app, rid, req, 200, start_ms);
+        app_log_request(app, rid, req, 200, start_us);
         http_reply_json(req, 200, app->answer_ncco, app->answer_ncco_len);
         return;
     }
 
-    wait = new_wait(app, NULL, rid, start_ms, &ev);
+    wait = new_wait(app, NULL, rid, start_us, &ev);
     if (wait != NULL) {
         app->inflight++;
         ingest_submit(app->ingest, &ev, raw.source, raw.data, raw.len,
                       answer_recorded, wait);
     }
     call_event_free(&ev);
-    app_log_request(app, rid, req, 200, start_ms);
+    app_log_request(app, rid, req, 200, start_us);
     http_reply_json(req, 200, app->answer_ncco, app->answer_ncco_len);
 }
 
@@ -304,7 +326,7 @@ webhook_handle(struct evhttp_request *req, void *arg)
 {
     struct app *app = arg;
     uint64_t rid = ++app->next_request_id;
-    uint64_t start_ms = clock_monotonic_ms();
+    uint64_t start_us = clock_monotonic_us();
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 
     const char *limit_message;
@@ -315,28 +337,28 @@ webhook_handle(struct evhttp_request *req, void *arg)
         path = "";
     limit_code = http_request_begin(req, &limit_message);
     if (limit_code != 0) {
-        reply_error(app, req, rid, start_ms, limit_code, limit_message);
+        reply_error(app, req, rid, start_us, limit_code, limit_message);
         return;
     }
 
     if (strcmp(path, "/call_events") == 0) {
-        handle_event(app, req, rid, start_ms);
+        handle_event(app, req, rid, start_us);
     } else if (strcmp(path, "/inbound_calls") == 0) {
-        handle_answer(app, req, rid, start_ms);
+        handle_answer(app, req, rid, start_us);
     } else if (strcmp(path, "/healthz") == 0) {
         enum evhttp_cmd_type m = evhttp_request_get_command(req);
 
         if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                               "GET, HEAD");
-            app_log_request(app, rid, req, 405, start_ms);
+            app_log_request(app, rid, req, 405, start_us);
             http_reply_error(req, 405, "method not allowed: use GET");
             return;
         }
-        app_log_request(app, rid, req, 200, start_ms);
+        app_log_request(app, rid, req, 200, start_us);
         http_reply_json(req, 200, "{\"status\":\"ok\"}", 15);
     } else {
-        app_log_request(app, rid, req, 404, start_ms);
+        app_log_request(app, rid, req, 404, start_us);
         http_reply_error(req, 404, "not found: webhooks are /call_events and "
                                    "/inbound_calls");
     }
