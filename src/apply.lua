@@ -1,13 +1,16 @@
 -- Applies one webhook event to a call or conversation record.
 --
--- KEYS[1] record hash, KEYS[2] history list, KEYS[3] version hash.
+-- KEYS[1] record hash, KEYS[2] history list, KEYS[3] version hash,
+-- KEYS[4] event stream, KEYS[5] index of calls by update time.
 -- ARGV[1] now (epoch ms)          ARGV[2] TTL in seconds, 0 for none
 -- ARGV[3] "final" or "always": when the TTL is set
 -- ARGV[4] history length cap      ARGV[5] event digest
 -- ARGV[6] field version           ARGV[7] ranked status or ""
 -- ARGV[8] status version          ARGV[9] history entry
 -- ARGV[10] JWT id of a signed webhook, or ""
--- ARGV[11..] field name, value, name, value, ...
+-- ARGV[11] stream MAXLEN, 0 for no stream
+-- ARGV[12] record id              ARGV[13] "call" or "conversation"
+-- ARGV[14..] field name, value, name, value, ...
 --
 -- Versions are fixed-width strings that compare in byte order: a field
 -- takes the value of the event with the highest field version
@@ -25,11 +28,12 @@ local ttl = tonumber(ARGV[2])
 local field_version = ARGV[6]
 local status, status_version = ARGV[7], ARGV[8]
 local jti = ARGV[10]
-local nfields = (#ARGV - 10) / 2
+local FIRST = 14
+local nfields = (#ARGV - FIRST + 1) / 2
 
 local lookup = {}
 for i = 1, nfields do
-    lookup[i] = 'f:' .. ARGV[9 + 2 * i]
+    lookup[i] = 'f:' .. ARGV[FIRST + 2 * i - 2]
 end
 lookup[nfields + 1] = 's'
 lookup[nfields + 2] = 'e:' .. ARGV[5]
@@ -53,14 +57,15 @@ local version_set = {lookup[nfields + 2], '1'}
 for i = 1, nfields do
     local seen = current[i]
     if not seen or seen < field_version then
-        record_set[#record_set + 1] = ARGV[9 + 2 * i]
-        record_set[#record_set + 1] = ARGV[10 + 2 * i]
+        record_set[#record_set + 1] = ARGV[FIRST + 2 * i - 2]
+        record_set[#record_set + 1] = ARGV[FIRST + 2 * i - 1]
         version_set[#version_set + 1] = lookup[i]
         version_set[#version_set + 1] = field_version
     end
 end
 
 local best = current[nfields + 1]
+local previous = best
 local changed = 0
 if status ~= '' and (not best or best < status_version) then
     record_set[#record_set + 1] = 'status'
@@ -84,6 +89,37 @@ if ttl > 0 and (ARGV[3] == 'always' or
     redis.call('EXPIRE', record, ttl)
     redis.call('EXPIRE', history, ttl)
     redis.call('EXPIRE', versions, ttl)
+end
+
+-- Index of calls by update time, overall and per status, so listing
+-- recent calls reads a sorted set instead of scanning the keyspace.
+-- Status versions end with the status name after rank and timestamp.
+local id = ARGV[12]
+if ARGV[13] == 'call' then
+    local index = KEYS[5]
+    local current_status = best and string.sub(best, 18) or ''
+    redis.call('ZADD', index, now, id)
+    if changed == 1 and previous then
+        redis.call('ZREM', index .. ':' .. string.sub(previous, 18), id)
+    end
+    if current_status ~= '' then
+        redis.call('ZADD', index .. ':' .. current_status, now, id)
+    end
+    if ttl > 0 then
+        local horizon = '(' .. (tonumber(now) - ttl * 1000)
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', horizon)
+        if current_status ~= '' then
+            redis.call('ZREMRANGEBYSCORE', index .. ':' .. current_status,
+                       '-inf', horizon)
+        end
+    end
+end
+
+local maxlen = tonumber(ARGV[11])
+if maxlen > 0 then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*',
+               'id', id, 'kind', ARGV[13],
+               'status', changed == 1 and status or '', 'event', ARGV[9])
 end
 
 return 1 + changed

@@ -101,6 +101,12 @@ static const struct option_spec specs[] = {
     {"spool-max-bytes", "CALLHOOK_SPOOL_MAX_BYTES", OPT_NUMBER,
      FIELD(spool_max_bytes), "1073741824", 65536, 1099511627776UL, 0,
      "BYTES", "largest size of the spool; when full, webhooks get 503"},
+    {"stream-key", "CALLHOOK_STREAM_KEY", OPT_STRING, FIELD(stream_key),
+     "callhook:events", 0, 0, 0, "KEY",
+     "Redis stream that receives every applied event; '' turns it off"},
+    {"stream-maxlen", "CALLHOOK_STREAM_MAXLEN", OPT_NUMBER,
+     FIELD(stream_maxlen), "100000", 0, 1000000000, 0, "COUNT",
+     "approximate number of entries the stream keeps; 0 turns it off"},
     {"log-level", "CALLHOOK_LOG_LEVEL", OPT_STRING, FIELD(log_level), "info",
      0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request"},
 };

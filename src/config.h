@@ -18,6 +18,7 @@ struct config {
     char *answer_ncco;
     char *log_level;
     char *spool_dir;
+    char *stream_key;
     unsigned long max_body;
     unsigned long max_headers;
     unsigned long request_timeout;
@@ -32,6 +33,7 @@ struct config {
     unsigned long spool_max_bytes;
     unsigned long max_pending;
     unsigned long redis_timeout;
+    unsigned long stream_maxlen;
 };
 
 enum config_result {

@@ -15,6 +15,7 @@
 
 #include "app.h"
 #include "callhook/ncco.h"
+#include "cli.h"
 #include "metrics.h"
 #include "callhook_config.h"
 
@@ -147,6 +148,11 @@ main(int argc, char **argv)
     char err[512], target[400];
     int level, rc = 1;
 
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return cli_status(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "watch") == 0)
+        return cli_watch(argc - 1, argv + 1);
+
     memset(&app, 0, sizeof(app));
     switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
     case CONFIG_EXIT:
@@ -222,6 +228,8 @@ main(int argc, char **argv)
     store_opts.ttl_seconds = (unsigned)cfg.record_ttl;
     store_opts.history_max = (unsigned)cfg.history_max;
     store_opts.command_timeout_ms = (unsigned)cfg.redis_timeout;
+    store_opts.stream_key = cfg.stream_key;
+    store_opts.stream_maxlen = (unsigned)cfg.stream_maxlen;
     store_opts.on_ready = on_store_ready;
     store_opts.on_ready_arg = &app;
     app.store = store_new(app.base, &app.redis, &store_opts);

@@ -19,7 +19,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define APPLY_FIXED_ARGS 16 /* EVALSHA sha 3 key key key + 10 values */
+#define APPLY_FIXED_ARGS 21 /* EVALSHA sha 5 + 5 keys + 13 values */
 #define APPLY_MAX_ARGS (APPLY_FIXED_ARGS + 2 * (CALL_EVENT_MAX_FIELDS + 2))
 
 enum store_state {
@@ -837,7 +837,7 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
     const char *argv[APPLY_MAX_ARGS];
     size_t lens[APPLY_MAX_ARGS];
     char keys[3][CALL_EVENT_ID_MAX + 40];
-    char now[24], ttl[16], cap[16];
+    char now[24], ttl[16], cap[16], maxlen[24];
     const char *prefix = ev->kind == CALL_EVENT_KIND_CALL ? "call" : "conversation";
     struct apply_request *req;
     int argc = 0;
@@ -858,12 +858,17 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
 
 #define ARG(s, n) (argv[argc] = (s), lens[argc] = (n), argc++)
 #define ARGS(s) ARG((s), strlen(s))
+    snprintf(maxlen, sizeof(maxlen), "%u",
+             store->options.stream_key[0] ? store->options.stream_maxlen : 0);
     ARGS("EVALSHA");
     ARG(store->script_sha, 40);
-    ARGS("3");
+    ARGS("5");
     ARGS(keys[0]);
     ARGS(keys[1]);
     ARGS(keys[2]);
+    ARGS(store->options.stream_key[0] ? store->options.stream_key
+                                      : "callhook:events");
+    ARGS(STORE_INDEX_KEY);
     ARGS(now);
     ARGS(ttl);
     ARGS(ev->kind == CALL_EVENT_KIND_CALL ? "final" : "always");
@@ -874,6 +879,9 @@ store_apply(struct store *store, const struct call_event *ev, store_apply_cb cb,
     ARGS(ev->status ? ev->status_version : "");
     ARG(ev->history, ev->history_len);
     ARGS(ev->jti ? ev->jti : "");
+    ARGS(maxlen);
+    ARGS(ev->id);
+    ARGS(ev->kind == CALL_EVENT_KIND_CALL ? "call" : "conversation");
     for (size_t i = 0; i < ev->nfields; i++) {
         ARGS(ev->fields[i].name);
         ARG(ev->fields[i].value, ev->fields[i].value_len);

@@ -35,11 +35,16 @@ int redis_target_parse(const char *url, struct redis_target *target,
 void redis_target_describe(const struct redis_target *target, char *buf,
                            size_t len);
 
+/* Sorted set of call ids by update time; KEY:STATUS per status. */
+#define STORE_INDEX_KEY "calls:updated"
+
 struct store_options {
     unsigned ttl_seconds;  /* set on records at a final status; 0: never */
     unsigned history_max;  /* entries kept per call:{uuid}:events list */
     unsigned command_timeout_ms; /* a reply later than this drops the
                                     connection; 0 waits forever */
+    const char *stream_key;  /* stream of applied events; "" for none */
+    unsigned stream_maxlen;  /* approximate cap; 0 for no stream */
     /* Called each time the connection becomes ready; may be NULL. */
     void (*on_ready)(void *arg);
     void *on_ready_arg;
