@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 #include "app.h"
@@ -122,6 +123,143 @@ get_call(struct app *app, struct evhttp_request *req, uint64_t rid,
     }
 }
 
+static void
+calls_listed(void *arg, redisReply *r)
+{
+    struct lookup *lk = arg;
+    json_t *list, *root;
+    char *text;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 503,
+                    "store unavailable, retry later");
+        free(lk);
+        return;
+    }
+    list = json_array();
+    for (size_t i = 0; list != NULL && i + 1 < r->elements; i += 2) {
+        json_t *item = json_object();
+
+        json_object_set_new(item, "uuid",
+                            json_stringn(r->element[i]->str,
+                                         r->element[i]->len));
+        json_object_set_new(item, "updated_at",
+                            json_integer(strtoll(r->element[i + 1]->str,
+                                                 NULL, 10)));
+        json_array_append_new(list, item);
+    }
+    root = json_pack("{s:o}", "calls", list);
+    text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text != NULL)
+        reply(lk->app, lk->req, lk->request_id, lk->start_us, 200, text);
+    else
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 500,
+                    "out of memory");
+    free(text);
+    json_decref(root);
+    free(lk);
+}
+
+/*
+ * GET /calls?status=S&since=T&limit=N: call ids updated at or after T
+ * (epoch milliseconds or an ISO 8601 date-time; default: all), newest
+ * first, optionally only those whose status is S, at most N (default
+ * 100, at most 1000). Reads the sorted sets the apply script keeps.
+ */
+static void
+list_calls(struct app *app, struct evhttp_request *req, uint64_t rid,
+           uint64_t start_us)
+{
+    struct evkeyvalq params;
+    const char *status, *since, *limit_text;
+    char key[128], min[32], limit[16];
+    long long since_ms = 0;
+    long count = 100;
+    const char *argv[8];
+    size_t lens[8];
+    struct lookup *lk;
+    const char *query =
+        evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+
+    if (evhttp_parse_query_str(query ? query : "", &params) != 0) {
+        reply_error(app, req, rid, start_us, 400, "invalid query string");
+        goto out;
+    }
+    status = evhttp_find_header(&params, "status");
+    since = evhttp_find_header(&params, "since");
+    limit_text = evhttp_find_header(&params, "limit");
+
+    if (status != NULL && call_event_status_rank(status) == RANK_NONE) {
+        reply_error(app, req, rid, start_us, 400,
+                    "invalid status: expected started, ringing, answered, "
+                    "disconnected, completed, busy, cancelled, unanswered, "
+                    "rejected, failed or timeout");
+        goto out;
+    }
+    if (since != NULL) {
+        char *end;
+        int64_t parsed;
+
+        since_ms = strtoll(since, &end, 10);
+        if (since[0] == '\0' || *end != '\0' || since_ms < 0) {
+            if (call_event_parse_time(since, strlen(since), &parsed) != 0) {
+                reply_error(app, req, rid, start_us, 400,
+                            "invalid since: expected epoch milliseconds or "
+                            "an ISO 8601 date-time");
+                goto out;
+            }
+            since_ms = parsed;
+        }
+    }
+    if (limit_text != NULL) {
+        char *end;
+
+        count = strtol(limit_text, &end, 10);
+        if (limit_text[0] == '\0' || *end != '\0' || count < 1 ||
+            count > 1000) {
+            reply_error(app, req, rid, start_us, 400,
+                        "invalid limit: expected 1 to 1000");
+            goto out;
+        }
+    }
+
+    if (status != NULL)
+        snprintf(key, sizeof(key), "%s:%s", STORE_INDEX_KEY, status);
+    else
+        snprintf(key, sizeof(key), "%s", STORE_INDEX_KEY);
+    snprintf(min, sizeof(min), "%lld", since_ms);
+    snprintf(limit, sizeof(limit), "%ld", count);
+    argv[0] = "ZREVRANGEBYSCORE";
+    argv[1] = key;
+    argv[2] = "+inf";
+    argv[3] = min;
+    argv[4] = "WITHSCORES";
+    argv[5] = "LIMIT";
+    argv[6] = "0";
+    argv[7] = limit;
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
+
+    lk = malloc(sizeof(*lk));
+    if (lk == NULL) {
+        reply_error(app, req, rid, start_us, 500, "out of memory");
+        goto out;
+    }
+    lk->app = app;
+    lk->req = req;
+    lk->request_id = rid;
+    lk->start_us = start_us;
+    if (app->store == NULL ||
+        store_command(app->store, calls_listed, lk, 8, argv, lens) != 0) {
+        free(lk);
+        reply_error(app, req, rid, start_us, 503,
+                    "store unavailable, retry later");
+    }
+
+out:
+    evhttp_clear_headers(&params);
+}
+
 void
 admin_handle(struct evhttp_request *req, void *arg)
 {
@@ -143,7 +281,8 @@ admin_handle(struct evhttp_request *req, void *arg)
     }
 
     if (strcmp(path, "/readyz") != 0 && strcmp(path, "/healthz") != 0 &&
-        strcmp(path, "/metrics") != 0 && strncmp(path, "/calls/", 7) != 0) {
+        strcmp(path, "/metrics") != 0 && strcmp(path, "/calls") != 0 &&
+        strncmp(path, "/calls/", 7) != 0) {
         reply_error(app, req, rid, start_us, 404,
                     "not found: admin routes are /calls/{uuid}, /readyz, "
                     "/healthz and /metrics");
@@ -157,7 +296,9 @@ admin_handle(struct evhttp_request *req, void *arg)
         return;
     }
 
-    if (strcmp(path, "/metrics") == 0) {
+    if (strcmp(path, "/calls") == 0) {
+        list_calls(app, req, rid, start_us);
+    } else if (strcmp(path, "/metrics") == 0) {
         struct evbuffer *body = evbuffer_new();
 
         if (body == NULL) {

@@ -108,7 +108,12 @@ static const struct option_spec specs[] = {
      FIELD(stream_maxlen), "100000", 0, 1000000000, 0, "COUNT",
      "approximate number of entries the stream keeps; 0 turns it off"},
     {"log-level", "CALLHOOK_LOG_LEVEL", OPT_STRING, FIELD(log_level), "info",
-     0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request"},
+     0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request; "
+                       "SIGUSR1 lowers and SIGUSR2 raises it at run time"},
+    {"log-format", "CALLHOOK_LOG_FORMAT", OPT_STRING, FIELD(log_format),
+     "text", 0, 0, 0, "FORMAT",
+     "text for a terminal, or json: one object a line with time, level, "
+     "msg and ids"},
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))

@@ -17,6 +17,7 @@ struct config {
     char *answer_text;
     char *answer_ncco;
     char *log_level;
+    char *log_format;
     char *spool_dir;
     char *stream_key;
     unsigned long max_body;

@@ -18,6 +18,19 @@ enum log_level {
 
 extern enum log_level log_min_level;
 
+enum log_format {
+    LOG_FORMAT_TEXT, /* time level message */
+    LOG_FORMAT_JSON, /* one JSON object a line, for log collectors */
+};
+
+extern enum log_format log_format;
+
+/*
+ * In JSON lines, tokens of the message written as id=value, for the ids
+ * below, also become fields of their own: rid (request id), call,
+ * conversation, job. Messages write ids that way in both formats.
+ */
+
 /* Parse "debug", "info", "warn" or "error"; returns -1 for anything else. */
 int log_level_parse(const char *name);
 const char *log_level_name(enum log_level level);

@@ -108,6 +108,18 @@ shutdown_tick(evutil_socket_t fd, short what, void *arg)
         spool_flush(app->spool);
 }
 
+/* SIGUSR1 makes the log more verbose, SIGUSR2 quieter, one step each. */
+static void
+on_log_signal(evutil_socket_t sig, short what, void *arg)
+{
+    if (sig == SIGUSR1 && log_min_level > LOG_DEBUG)
+        log_min_level--;
+    else if (sig == SIGUSR2 && log_min_level < LOG_ERROR)
+        log_min_level++;
+    /* Logged at error level so the change shows whatever the new level. */
+    log_error("log level is now %s", log_level_name(log_min_level));
+}
+
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -144,7 +156,8 @@ main(int argc, char **argv)
     struct app app;
     struct http_limits limits;
     struct store_options store_opts;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sigusr1 = NULL,
+                 *sigusr2 = NULL;
     char err[512], target[400];
     int level, rc = 1;
 
@@ -175,6 +188,15 @@ main(int argc, char **argv)
         return 2;
     }
     log_min_level = (enum log_level)level;
+    if (strcmp(cfg.log_format, "json") == 0) {
+        log_format = LOG_FORMAT_JSON;
+    } else if (strcmp(cfg.log_format, "text") != 0) {
+        fprintf(stderr, "callhook: invalid --log-format '%s': expected text "
+                        "or json\n",
+                cfg.log_format);
+        config_free(&cfg);
+        return 2;
+    }
 
     app.cfg = &cfg;
     app.bad_request_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
@@ -263,8 +285,12 @@ main(int argc, char **argv)
 
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
     sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
-    if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) ||
-        evsignal_add(sigint, NULL)) {
+    sigusr1 = evsignal_new(app.base, SIGUSR1, on_log_signal, &app);
+    sigusr2 = evsignal_new(app.base, SIGUSR2, on_log_signal, &app);
+    if (sigterm == NULL || sigint == NULL || sigusr1 == NULL ||
+        sigusr2 == NULL || evsignal_add(sigterm, NULL) ||
+        evsignal_add(sigint, NULL) || evsignal_add(sigusr1, NULL) ||
+        evsignal_add(sigusr2, NULL)) {
         log_error("cannot install signal handlers");
         goto out;
     }
@@ -320,6 +346,10 @@ out:
         event_free(sigterm);
     if (sigint != NULL)
         event_free(sigint);
+    if (sigusr1 != NULL)
+        event_free(sigusr1);
+    if (sigusr2 != NULL)
+        event_free(sigusr2);
     http_server_free(app.public_srv);
     http_server_free(app.admin_srv);
     if (app.base != NULL)

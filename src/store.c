@@ -766,7 +766,7 @@ apply_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type == REDIS_REPLY_ERROR && transient_error(reply->str)) {
         store->stats.unavailable++;
         if (log_ratelimit_pass(&store->error_rl, &suppressed))
-            log_warn("redis could not take the event for %s now: %s (%" PRIu64
+            log_warn("redis could not take the event now call=%s: %s (%" PRIu64
                      " similar errors not logged)",
                      req->id, reply->str, suppressed);
         finish_apply(req, STORE_UNAVAILABLE, 0);
@@ -774,7 +774,7 @@ apply_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     store->stats.failed++;
     if (log_ratelimit_pass(&store->error_rl, &suppressed))
-        log_error("redis rejected the event for %s: %s (%" PRIu64
+        log_error("redis rejected the event call=%s: %s (%" PRIu64
                   " similar errors not logged)",
                   req->id,
                   reply->type == REDIS_REPLY_ERROR ? reply->str

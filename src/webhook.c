@@ -184,7 +184,7 @@ event_stored(void *arg, enum ingest_result result)
     case INGEST_UNAVAILABLE:
         app->counters.events_unavailable++;
         if (log_ratelimit_pass(&app->unrecorded_rl, &suppressed))
-            log_warn("event for %s not stored rid=%" PRIu64
+            log_warn("event not stored call=%s rid=%" PRIu64
                      ": neither redis nor the spool could take it; answered "
                      "503 (%" PRIu64 " more not logged)",
                      wait->id, wait->request_id, suppressed);
@@ -199,7 +199,7 @@ event_stored(void *arg, enum ingest_result result)
         break;
     case INGEST_REPLAYED:
         app->counters.signature_failures++;
-        log_warn("rejected request rid=%" PRIu64 " for %s: signed token "
+        log_warn("rejected request rid=%" PRIu64 " call=%s: signed token "
                  "replayed (its jti was used before)",
                  wait->request_id, wait->id);
         app_log_request(app, wait->request_id, req, 401, wait->start_us);
@@ -248,7 +248,7 @@ handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
         reply_error(app, req, rid, start_us, 500, "out of memory");
         return;
     }
-    log_debug("event rid=%" PRIu64 " %s %s status=%s", rid,
+    log_debug("event rid=%" PRIu64 " %s=%s status=%s", rid,
               ev.kind == CALL_EVENT_KIND_CALL ? "call" : "conversation",
               ev.id, ev.status ? ev.status : "-");
     app->inflight++;
@@ -268,7 +268,7 @@ answer_recorded(void *arg, enum ingest_result result)
     if ((result == INGEST_UNAVAILABLE || result == INGEST_FAILED ||
          result == INGEST_REPLAYED) &&
         log_ratelimit_pass(&app->unrecorded_rl, &suppressed))
-        log_warn("inbound call %s rid=%" PRIu64 " not recorded: %s (%" PRIu64
+        log_warn("inbound call not recorded call=%s rid=%" PRIu64 ": %s (%" PRIu64
                  " more not logged)",
                  wait->id, wait->request_id,
                  result == INGEST_UNAVAILABLE
