@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -73,6 +76,38 @@ load_answer_ncco(struct app *app, const struct config *cfg, char *err,
     return 0;
 }
 
+/*
+ * Tells systemd about readiness and shutdown (Type=notify) by writing to
+ * the datagram socket it names in NOTIFY_SOCKET. This is the whole
+ * sd_notify protocol, so libsystemd is not needed.
+ */
+static void
+notify_systemd(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un addr;
+    size_t len;
+    int fd;
+
+    if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+        strlen(path) >= sizeof(addr.sun_path))
+        return;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    len = strlen(path);
+    memcpy(addr.sun_path, path, len);
+    if (addr.sun_path[0] == '@')
+        addr.sun_path[0] = '\0'; /* abstract namespace */
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+               (struct sockaddr *)&addr,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        log_debug("sd_notify %s failed: %s", state, strerror(errno));
+    close(fd);
+}
+
 /* True for 127.0.0.0/8, ::1 and localhost, with any port. */
 static int
 is_loopback_address(const char *address)
@@ -94,6 +129,7 @@ on_store_ready(void *arg)
         log_info("ready public=%s admin=%s",
                  http_server_address(app->public_srv),
                  http_server_address(app->admin_srv));
+        notify_systemd("READY=1");
     }
 }
 
@@ -133,6 +169,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     app->shutting_down = 1;
+    notify_systemd("STOPPING=1");
     log_info("shutting down on %s: %zu webhook requests waiting for redis",
              sig == SIGINT ? "SIGINT" : "SIGTERM", app->inflight);
     http_server_stop_accepting(app->public_srv);
