@@ -33,7 +33,8 @@ static const struct option_spec specs[] = {
      "public listener for the Vonage webhooks (port 0 picks a free port)"},
     {"admin-listen", "CALLHOOK_ADMIN_LISTEN", OPT_STRING, FIELD(admin_listen),
      "127.0.0.1:3001", 0, 0, 0, "HOST:PORT",
-     "admin listener for /calls, /readyz; keep it off the internet"},
+     "admin listener for /calls, /readyz, /metrics; '' turns it off; keep "
+     "it off the internet"},
     {"admin-token", "CALLHOOK_ADMIN_TOKEN", OPT_STRING, FIELD(admin_token),
      NULL, 0, 0, 1, "TOKEN",
      "bearer token for admin write routes (default: none, routes disabled)"},
@@ -107,6 +108,10 @@ static const struct option_spec specs[] = {
     {"stream-maxlen", "CALLHOOK_STREAM_MAXLEN", OPT_NUMBER,
      FIELD(stream_maxlen), "100000", 0, 1000000000, 0, "COUNT",
      "approximate number of entries the stream keeps; 0 turns it off"},
+    {"workers", "CALLHOOK_WORKERS", OPT_NUMBER, FIELD(workers), "1", 1, 64,
+     0, "COUNT",
+     "processes sharing the public port (SO_REUSEPORT), supervised by a "
+     "parent; worker 0 also serves the admin listener"},
     {"log-level", "CALLHOOK_LOG_LEVEL", OPT_STRING, FIELD(log_level), "info",
      0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request; "
                        "SIGUSR1 lowers and SIGUSR2 raises it at run time"},

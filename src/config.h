@@ -35,6 +35,7 @@ struct config {
     unsigned long max_pending;
     unsigned long redis_timeout;
     unsigned long stream_maxlen;
+    unsigned long workers;
 };
 
 enum config_result {

@@ -334,6 +334,37 @@ split_address(const char *address, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+/* Binds with SO_REUSEPORT, which evhttp's own bind does not set. */
+static struct evhttp_bound_socket *
+bind_reuse_port(struct evhttp *http, struct event_base *base,
+                const char *host, int port)
+{
+    struct evutil_addrinfo hints, *ai = NULL;
+    struct evconnlistener *listener;
+    struct evhttp_bound_socket *bound;
+    char service[8];
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST;
+    snprintf(service, sizeof(service), "%d", port);
+    if (evutil_getaddrinfo(host, service, &hints, &ai) != 0 || ai == NULL)
+        return NULL;
+    listener = evconnlistener_new_bind(
+        base, NULL, NULL,
+        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE |
+            LEV_OPT_CLOSE_ON_EXEC,
+        -1, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (listener == NULL)
+        return NULL;
+    bound = evhttp_bind_listener(http, listener);
+    if (bound == NULL)
+        evconnlistener_free(listener);
+    return bound;
+}
+
 struct http_server *
 http_server_new(struct event_base *base, const char *address,
                 const struct http_limits *limits,
@@ -381,8 +412,11 @@ http_server_new(struct event_base *base, const char *address,
                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                        EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 
-    srv->socket = evhttp_bind_socket_with_handle(srv->http, host,
-                                                 (ev_uint16_t)port);
+    if (limits->reuse_port)
+        srv->socket = bind_reuse_port(srv->http, base, host, port);
+    else
+        srv->socket = evhttp_bind_socket_with_handle(srv->http, host,
+                                                     (ev_uint16_t)port);
     if (srv->socket == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", address,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -412,12 +446,14 @@ http_server_new(struct event_base *base, const char *address,
 const char *
 http_server_address(const struct http_server *srv)
 {
-    return srv->address;
+    return srv ? srv->address : "off";
 }
 
 void
 http_server_stop_accepting(struct http_server *srv)
 {
+    if (srv == NULL)
+        return;
     if (srv->socket != NULL) {
         evhttp_del_accept_socket(srv->http, srv->socket);
         srv->socket = NULL;
@@ -428,7 +464,7 @@ http_server_stop_accepting(struct http_server *srv)
 unsigned
 http_server_connections(const struct http_server *srv)
 {
-    return srv->connections;
+    return srv ? srv->connections : 0;
 }
 
 void

@@ -20,6 +20,7 @@ struct http_limits {
     unsigned max_header_count; /* request headers; more gets 431 */
     unsigned max_uri;          /* bytes of request target; more gets 414 */
     unsigned max_requests;     /* per connection, then it is closed */
+    int reuse_port; /* SO_REUSEPORT: several processes share the port */
 };
 
 struct http_server;
@@ -36,7 +37,8 @@ struct http_server *http_server_new(struct event_base *base,
                                                void *),
                                     void *arg, char *err, size_t errlen);
 
-/* The bound address, with the real port when 0 was asked for. */
+/* The bound address, with the real port when 0 was asked for; "off" for
+ * NULL. The functions below accept NULL too and do nothing. */
 const char *http_server_address(const struct http_server *srv);
 
 /* Stops accepting new connections; open ones are served to the end. */

@@ -19,6 +19,7 @@
 #include "app.h"
 #include "callhook/ncco.h"
 #include "cli.h"
+#include "supervise.h"
 #include "metrics.h"
 #include "callhook_config.h"
 
@@ -235,6 +236,20 @@ main(int argc, char **argv)
         return 2;
     }
 
+    if (cfg.workers > 1) {
+        int worker = -1;
+
+        rc = supervise(&cfg, &worker);
+        if (rc >= 0) {
+            config_free(&cfg);
+            return rc;
+        }
+        limits.reuse_port = 1;
+        rc = 1;
+    } else {
+        limits.reuse_port = 0;
+    }
+
     app.cfg = &cfg;
     app.bad_request_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
     app.unrecorded_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
@@ -264,7 +279,8 @@ main(int argc, char **argv)
     limits.max_header_count = (unsigned)cfg.max_header_count;
     limits.max_uri = (unsigned)cfg.max_uri;
     limits.max_requests = (unsigned)cfg.max_requests;
-    if (cfg.admin_token == NULL && !is_loopback_address(cfg.admin_listen)) {
+    if (cfg.admin_token == NULL && cfg.admin_listen[0] != '\0' &&
+        !is_loopback_address(cfg.admin_listen)) {
         log_error("refusing --admin-listen %s without an admin token: the "
                   "admin listener may only face a network with "
                   "--admin-token or --admin-token-file set",
@@ -277,9 +293,10 @@ main(int argc, char **argv)
         log_error("%s (--listen)", err);
         goto out;
     }
-    app.admin_srv = http_server_new(app.base, cfg.admin_listen, &limits,
-                                    admin_handle, &app, err, sizeof(err));
-    if (app.admin_srv == NULL) {
+    if (cfg.admin_listen[0] != '\0')
+        app.admin_srv = http_server_new(app.base, cfg.admin_listen, &limits,
+                                        admin_handle, &app, err, sizeof(err));
+    if (app.admin_srv == NULL && cfg.admin_listen[0] != '\0') {
         log_error("%s (--admin-listen)", err);
         goto out;
     }
