@@ -29,10 +29,19 @@ for line in help_text.splitlines():
                    "help": m.group(3), "env": "", "default": ""}
         options.append(current)
         continue
+    m = re.match(r"^  (--\S+)(?: (\S+))?$", line)
+    if m:
+        current = {"name": m.group(1), "arg": m.group(2) or "",
+                   "help": "", "env": "", "default": ""}
+        options.append(current)
+        continue
     m = re.match(r"^\s+\[(\w+)\](?: default: (.*))?$", line)
     if m and current:
         current["env"] = m.group(1)
         current["default"] = m.group(2) or ""
+        continue
+    if current and not current["help"] and line.strip():
+        current["help"] = line.strip()
 
 out = []
 add = out.append

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "callhook/jwt.h"
 #include "config.h"
 #include "http.h"
 #include "ingest.h"
@@ -39,6 +40,10 @@ struct app {
     struct http_server *public_srv;
     struct http_server *admin_srv;
 
+    /* Signature secrets; none means webhooks are not signed. */
+    struct jwt_secret *secrets;
+    size_t nsecrets;
+
     char *answer_ncco; /* the NCCO /inbound_calls returns */
     size_t answer_ncco_len;
 
@@ -50,6 +55,7 @@ struct app {
     struct app_counters counters;
     struct log_ratelimit bad_request_rl;
     struct log_ratelimit unrecorded_rl;
+    struct log_ratelimit signature_rl;
 };
 
 /* Generic callbacks of the two listeners. */

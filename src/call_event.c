@@ -104,16 +104,23 @@ arena_strndup(struct call_event_store *store, const char *s, size_t len)
 }
 
 static void
-arena_free(struct call_event_store *store)
+arena_free_chunks(struct call_event_store *store)
 {
     struct chunk *c, *next;
 
-    if (store == NULL)
-        return;
     for (c = store->chunks; c != NULL; c = next) {
         next = c->next;
         free(c);
     }
+    store->chunks = NULL;
+}
+
+static void
+arena_free(struct call_event_store *store)
+{
+    if (store == NULL)
+        return;
+    arena_free_chunks(store);
     free(store->history_owned);
     free(store);
 }
@@ -429,6 +436,20 @@ minify(struct call_event_store *store, const char *p, size_t len, size_t *out_le
     }
     out[n] = '\0';
     *out_len = n;
+    return out;
+}
+
+char *
+call_event_compact_json(const char *text, size_t len)
+{
+    struct call_event_store store = {NULL, NULL};
+    size_t n;
+    char *compact = minify(&store, text, len, &n);
+    char *out = compact ? malloc(n + 1) : NULL;
+
+    if (out != NULL)
+        memcpy(out, compact, n + 1);
+    arena_free_chunks(&store);
     return out;
 }
 

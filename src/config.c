@@ -11,6 +11,7 @@
 enum option_type {
     OPT_STRING,
     OPT_NUMBER,
+    OPT_LIST, /* repeatable; each use adds an item */
 };
 
 struct option_spec {
@@ -112,6 +113,16 @@ static const struct option_spec specs[] = {
      0, "COUNT",
      "processes sharing the public port (SO_REUSEPORT), supervised by a "
      "parent; worker 0 also serves the admin listener"},
+    {"signature-secret", "VONAGE_SIGNATURE_SECRET", OPT_LIST,
+     FIELD(signature_secrets), NULL, 0, 0, 1, "[API_KEY:]SECRET",
+     "require signed webhooks (HS256 JWT) with this signature secret; "
+     "repeat for several accounts or for rotation"},
+    {"signature-secret-file", "VONAGE_SIGNATURE_SECRET_FILE", OPT_STRING,
+     FIELD(signature_secret_file), NULL, 0, 0, 0, "FILE",
+     "read signature secrets from this file, one [API_KEY:]SECRET a line"},
+    {"signature-max-age", "CALLHOOK_SIGNATURE_MAX_AGE", OPT_NUMBER,
+     FIELD(signature_max_age), "300", 1, 86400, 0, "SECONDS",
+     "accepted distance between a signed token's iat and now, either way"},
     {"log-level", "CALLHOOK_LOG_LEVEL", OPT_STRING, FIELD(log_level), "info",
      0, 0, 0, "LEVEL", "debug, info, warn or error; debug logs every request; "
                        "SIGUSR1 lowers and SIGUSR2 raises it at run time"},
@@ -136,9 +147,38 @@ number_slot(struct config *cfg, const struct option_spec *spec)
 }
 
 static int
+list_add(struct string_list *list, const char *value)
+{
+    char **items = realloc(list->items, (list->count + 1) * sizeof(*items));
+
+    if (items == NULL)
+        return -1;
+    list->items = items;
+    list->items[list->count] = strdup(value);
+    if (list->items[list->count] == NULL)
+        return -1;
+    list->count++;
+    return 0;
+}
+
+static int
 set_value(struct config *cfg, const struct option_spec *spec,
           const char *value, const char *origin, char *err, size_t errlen)
 {
+    if (spec->type == OPT_LIST) {
+        struct string_list *list =
+            (struct string_list *)((char *)cfg + spec->offset);
+
+        if (value[0] == '\0') {
+            snprintf(err, errlen, "%s needs a non-empty value", origin);
+            return -1;
+        }
+        if (list_add(list, value) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
     if (spec->type == OPT_STRING) {
         char **slot = string_slot(cfg, spec);
         char *copy = strdup(value);
@@ -206,6 +246,40 @@ read_secret_file(const char *path, char **out, const char *option, char *err,
     return 0;
 }
 
+/* Adds each non-empty line of a file to list; '#' starts a comment. */
+static int
+read_secret_lines(const char *path, struct string_list *list, char *err,
+                  size_t errlen)
+{
+    char line[4096];
+    FILE *f = fopen(path, "r");
+    size_t before = list->count;
+
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read --signature-secret-file %s: %s",
+                 path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0' || line[0] == '#')
+            continue;
+        if (list_add(list, line) != 0) {
+            fclose(f);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    explicit_bzero(line, sizeof(line));
+    fclose(f);
+    if (list->count == before) {
+        snprintf(err, errlen, "--signature-secret-file %s has no secret",
+                 path);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 print_help(void)
 {
@@ -217,6 +291,10 @@ print_help(void)
         char left[64];
 
         snprintf(left, sizeof(left), "--%s %s", s->name, s->arg);
+        if (strlen(left) > 27) {
+            printf("  %s\n", left);
+            left[0] = '\0';
+        }
         printf("  %-28s %s\n", left, s->help);
         if (s->fallback != NULL && !s->secret)
             printf("  %-28s [%s] default: %s\n", "", s->env, s->fallback);
@@ -291,6 +369,11 @@ config_load(struct config *cfg, int argc, char **argv, char *err,
         read_secret_file(cfg->admin_token_file, &cfg->admin_token,
                          "--admin-token-file", err, errlen) != 0)
         return CONFIG_ERROR;
+    if (cfg->signature_secret_file != NULL &&
+        cfg->signature_secret_file[0] != '\0' &&
+        read_secret_lines(cfg->signature_secret_file,
+                          &cfg->signature_secrets, err, errlen) != 0)
+        return CONFIG_ERROR;
     if (cfg->admin_token != NULL && cfg->admin_token[0] == '\0') {
         free(cfg->admin_token);
         cfg->admin_token = NULL;
@@ -301,6 +384,14 @@ config_load(struct config *cfg, int argc, char **argv, char *err,
 void
 config_free(struct config *cfg)
 {
+    for (size_t i = 0; i < cfg->signature_secrets.count; i++) {
+        explicit_bzero(cfg->signature_secrets.items[i],
+                       strlen(cfg->signature_secrets.items[i]));
+        free(cfg->signature_secrets.items[i]);
+    }
+    free(cfg->signature_secrets.items);
+    cfg->signature_secrets.items = NULL;
+    cfg->signature_secrets.count = 0;
     for (size_t i = 0; i < NSPECS; i++) {
         if (specs[i].type == OPT_STRING) {
             char **slot = string_slot(cfg, &specs[i]);

@@ -7,6 +7,11 @@
 
 #include <stddef.h>
 
+struct string_list {
+    char **items;
+    size_t count;
+};
+
 struct config {
     char *listen;
     char *admin_listen;
@@ -36,6 +41,9 @@ struct config {
     unsigned long redis_timeout;
     unsigned long stream_maxlen;
     unsigned long workers;
+    struct string_list signature_secrets; /* SECRET or API_KEY:SECRET */
+    char *signature_secret_file;
+    unsigned long signature_max_age;
 };
 
 enum config_result {

@@ -2,6 +2,7 @@
  * callhook: receives Vonage Voice API webhooks and keeps each call's
  * record in Redis, on one libevent loop.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -116,6 +117,64 @@ is_loopback_address(const char *address)
     return strncmp(address, "127.", 4) == 0 ||
            strncmp(address, "[::1]:", 6) == 0 ||
            strncmp(address, "localhost:", 10) == 0;
+}
+
+/*
+ * Turns each [API_KEY:]SECRET into a jwt_secret. The text before the first
+ * ':' is an API key when it is 1 to 64 letters and digits; otherwise the
+ * whole value is one default secret.
+ */
+static int
+load_secrets(struct app *app, const struct config *cfg, char *err,
+             size_t errlen)
+{
+    const struct string_list *list = &cfg->signature_secrets;
+    size_t defaults = 0;
+
+    if (list->count == 0)
+        return 0;
+    app->secrets = calloc(list->count, sizeof(*app->secrets));
+    if (app->secrets == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < list->count; i++) {
+        char *item = list->items[i];
+        char *colon = strchr(item, ':');
+        size_t key_len = colon ? (size_t)(colon - item) : 0;
+        int keyed = colon != NULL && key_len > 0 && key_len <= 64;
+
+        for (size_t k = 0; keyed && k < key_len; k++) {
+            if (!isalnum((unsigned char)item[k]))
+                keyed = 0;
+        }
+        if (keyed) {
+            *colon = '\0';
+            app->secrets[i].api_key = item;
+            app->secrets[i].secret = (const unsigned char *)colon + 1;
+        } else {
+            app->secrets[i].api_key = NULL;
+            app->secrets[i].secret = (const unsigned char *)item;
+            defaults++;
+        }
+        app->secrets[i].secret_len =
+            strlen((const char *)app->secrets[i].secret);
+        if (app->secrets[i].secret_len == 0) {
+            snprintf(err, errlen, "invalid --signature-secret number %zu: "
+                                  "the secret is empty",
+                     i + 1);
+            return -1;
+        }
+    }
+    if (defaults > 1) {
+        snprintf(err, errlen, "invalid --signature-secret: %zu secrets "
+                              "without an API_KEY: prefix; give at most one "
+                              "default and prefix the others",
+                 defaults);
+        return -1;
+    }
+    app->nsecrets = list->count;
+    return 0;
 }
 
 static void
@@ -253,8 +312,10 @@ main(int argc, char **argv)
     app.cfg = &cfg;
     app.bad_request_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
     app.unrecorded_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
+    app.signature_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
     if (redis_target_parse(cfg.redis_url, &app.redis, err, sizeof(err)) != 0 ||
-        load_answer_ncco(&app, &cfg, err, sizeof(err)) != 0) {
+        load_answer_ncco(&app, &cfg, err, sizeof(err)) != 0 ||
+        load_secrets(&app, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "callhook: %s\n", err);
         goto out;
     }
@@ -350,10 +411,12 @@ main(int argc, char **argv)
     }
 
     redis_target_describe(&app.redis, target, sizeof(target));
-    log_info("callhook %s listening public=%s admin=%s redis=%s spool=%s",
+    log_info("callhook %s listening public=%s admin=%s redis=%s spool=%s "
+             "signed-webhooks=%s",
              CALLHOOK_VERSION, http_server_address(app.public_srv),
              http_server_address(app.admin_srv), target,
-             app.spool ? cfg.spool_dir : "off");
+             app.spool ? cfg.spool_dir : "off",
+             app.nsecrets ? "required" : "off");
     store_start(app.store);
 
     event_base_dispatch(app.base);
@@ -409,6 +472,7 @@ out:
     if (app.base != NULL)
         event_base_free(app.base);
     free(app.answer_ncco);
+    free(app.secrets);
     config_free(&cfg);
     return rc;
 }

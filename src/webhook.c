@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -156,6 +160,97 @@ read_event(struct evhttp_request *req, enum call_event_origin origin,
     return 405;
 }
 
+/* ---- signed webhooks ---------------------------------------------------- */
+
+static void
+reply_unauthorized(struct app *app, struct evhttp_request *req, uint64_t rid,
+                   uint64_t start_us, const char *reason)
+{
+    char message[200];
+    uint64_t suppressed;
+
+    app->counters.signature_failures++;
+    if (log_ratelimit_pass(&app->signature_rl, &suppressed))
+        log_warn("rejected request rid=%" PRIu64 " %s %.100s: signature "
+                 "check failed: %s (%" PRIu64 " more not logged)",
+                 rid, http_method_name(evhttp_request_get_command(req)),
+                 evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)),
+                 reason, suppressed);
+    snprintf(message, sizeof(message), "invalid signature: %s", reason);
+    evhttp_add_header(evhttp_request_get_output_headers(req),
+                      "WWW-Authenticate", "Bearer");
+    app_log_request(app, rid, req, 401, start_us);
+    http_reply_error(req, 401, message);
+}
+
+/*
+ * Checks the Authorization header of a signed webhook: scheme, then the
+ * token itself (algorithm, signature, issuer, age). Returns 0 with the
+ * claims, or -1 with the reason in *reason.
+ */
+static int
+verify_token(struct app *app, struct evhttp_request *req,
+             struct jwt_webhook_claims *claims, const char **reason)
+{
+    const char *auth = evhttp_find_header(
+        evhttp_request_get_input_headers(req), "Authorization");
+    enum jwt_result result;
+
+    if (auth == NULL) {
+        *reason = "missing Authorization: Bearer token";
+        return -1;
+    }
+    if (strncasecmp(auth, "Bearer ", 7) != 0) {
+        *reason = "Authorization is not a Bearer token";
+        return -1;
+    }
+    auth += 7;
+    while (*auth == ' ')
+        auth++;
+    result = jwt_verify_webhook(auth, strlen(auth), app->secrets,
+                                app->nsecrets, (int64_t)time(NULL),
+                                (int64_t)app->cfg->signature_max_age, claims);
+    if (result != JWT_OK) {
+        *reason = jwt_strerror(result);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Checks the token's payload_hash against what arrived. A POST body is
+ * hashed as received; a JSON body is also accepted in its compact form
+ * (white space outside strings removed, key order kept), which is how
+ * Vonage's signing side serialises it. A GET is hashed as its query
+ * parameters in received order, as a compact JSON object: the history
+ * entry the parser built. Nothing depends on the URL, scheme or host.
+ */
+static int
+verify_payload(const struct jwt_webhook_claims *claims,
+               const struct raw_event *raw, const struct call_event *ev)
+{
+    char hash[JWT_SHA256_HEX_SIZE];
+    int ok = 0;
+
+    if (raw->source == CALL_EVENT_SOURCE_QUERY) {
+        return ev != NULL &&
+               sha256_hex(ev->history, ev->history_len, hash) == 0 &&
+               CRYPTO_memcmp(hash, claims->payload_hash, 64) == 0;
+    }
+    if (sha256_hex(raw->data, raw->len, hash) == 0 &&
+        CRYPTO_memcmp(hash, claims->payload_hash, 64) == 0)
+        return 1;
+    if (raw->source == CALL_EVENT_SOURCE_JSON) {
+        char *compact = call_event_compact_json(raw->data, raw->len);
+
+        ok = compact != NULL &&
+             sha256_hex(compact, strlen(compact), hash) == 0 &&
+             CRYPTO_memcmp(hash, claims->payload_hash, 64) == 0;
+        free(compact);
+    }
+    return ok;
+}
+
 static void
 event_stored(void *arg, enum ingest_result result)
 {
@@ -233,14 +328,29 @@ handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
     struct webhook_wait *wait;
     struct call_event ev;
     struct raw_event raw;
+    struct jwt_webhook_claims claims;
+    const char *reason;
     char err[300];
     int code;
 
+    if (app->nsecrets > 0 && verify_token(app, req, &claims, &reason) != 0) {
+        reply_unauthorized(app, req, rid, start_us, reason);
+        return;
+    }
     code = read_event(req, CALL_EVENT_ORIGIN_EVENT, &ev, &raw, err,
                       sizeof(err));
     if (code != 0) {
         reply_error(app, req, rid, start_us, code, err);
         return;
+    }
+    if (app->nsecrets > 0) {
+        if (!verify_payload(&claims, &raw, &ev)) {
+            call_event_free(&ev);
+            reply_unauthorized(app, req, rid, start_us,
+                               "payload_hash does not match the payload");
+            return;
+        }
+        ev.jti = claims.jti;
     }
     wait = new_wait(app, req, rid, start_us, &ev);
     if (wait == NULL) {
@@ -285,15 +395,32 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
     struct webhook_wait *wait;
     struct call_event ev;
     struct raw_event raw;
+    struct jwt_webhook_claims claims;
+    const char *reason;
     char err[300];
     uint64_t suppressed;
     int code;
 
+    if (app->nsecrets > 0 && verify_token(app, req, &claims, &reason) != 0) {
+        reply_unauthorized(app, req, rid, start_us, reason);
+        return;
+    }
     code = read_event(req, CALL_EVENT_ORIGIN_ANSWER, &ev, &raw, err,
                       sizeof(err));
     if (code == 405 || code == 415) {
         reply_error(app, req, rid, start_us, code, err);
         return;
+    }
+    if (app->nsecrets > 0) {
+        if (!verify_payload(&claims, &raw, code == 0 ? &ev : NULL)) {
+            if (code == 0)
+                call_event_free(&ev);
+            reply_unauthorized(app, req, rid, start_us,
+                               "payload_hash does not match the payload");
+            return;
+        }
+        if (code == 0)
+            ev.jti = claims.jti;
     }
 
     /* Vonage ends the call unless it gets an NCCO within seconds, so the

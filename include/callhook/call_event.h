@@ -93,6 +93,13 @@ int call_event_from_pairs(struct call_event *ev, enum call_event_origin origin,
 
 void call_event_free(struct call_event *ev);
 
+/*
+ * Returns a malloc'd copy of a JSON text without the white space outside
+ * its strings (numbers and key order stay as sent), or NULL when out of
+ * memory. The text is not validated.
+ */
+char *call_event_compact_json(const char *text, size_t len);
+
 /* Returns the rank of a status, RANK_NONE for statuses without one. */
 int call_event_status_rank(const char *status);
 
