@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -60,6 +61,8 @@ struct conn_guard {
     int armed;
     int firing; /* inside deadline_cb: free later, not from under it */
     int closed;
+    int headers_seen;   /* this request's header block was inspected */
+    int reject_expect;  /* answer 413 to Expect: 100-continue at once */
 };
 
 static size_t
@@ -191,12 +194,106 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
         guard_destroy(guard);
 }
 
+/*
+ * libevent 2.1, with the lingering close that keeps a 413 from becoming a
+ * connection reset, reads a too-large body in full before answering. A
+ * client that sent "Expect: 100-continue" is waiting to be told whether
+ * to send that body at all, so it would stall. Such a request is answered
+ * here instead: the 413 goes straight to the socket, whose output is empty
+ * while a request is being read, and the connection is closed.
+ */
+static void
+reject_expect(struct conn_guard *guard)
+{
+    static const char response[] =
+        "HTTP/1.1 413 Request Entity Too Large\r\n"
+        "Content-Type: application/json\r\n"
+        "Connection: close\r\n"
+        "Content-Length: 47\r\n\r\n"
+        "{\"error\":\"request body larger than --max-body\"}";
+    evutil_socket_t fd = bufferevent_getfd(guard->bev);
+
+    if (fd >= 0 && send(fd, response, sizeof(response) - 1, MSG_NOSIGNAL) < 0)
+        log_debug("cannot send 413 for Expect: 100-continue: %s",
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    guard->firing = 1;
+    bufferevent_trigger_event(guard->bev,
+                              BEV_EVENT_READING | BEV_EVENT_ERROR, 0);
+    guard->firing = 0;
+}
+
+/* Looks for "name: value" in a header block; returns value or NULL. */
+static const char *
+header_value(const char *block, const char *name, size_t *len)
+{
+    size_t nlen = strlen(name);
+
+    for (const char *line = block; *line != '\0';) {
+        const char *end = strstr(line, "\r\n");
+
+        if (end == NULL)
+            break;
+        if ((size_t)(end - line) > nlen && line[nlen] == ':' &&
+            strncasecmp(line, name, nlen) == 0) {
+            const char *v = line + nlen + 1;
+
+            while (*v == ' ' || *v == '\t')
+                v++;
+            *len = (size_t)(end - v);
+            return v;
+        }
+        line = end + 2;
+    }
+    return NULL;
+}
+
+/* Inspects a request's header block once it is complete in the buffer. */
+static void
+inspect_headers(struct conn_guard *guard, struct evbuffer *buf)
+{
+    struct evbuffer_ptr end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
+    char block[4096];
+    const char *v;
+    size_t len, n;
+
+    if (end.pos < 0) {
+        /* Not complete yet; give up past what a header block can be. */
+        if (evbuffer_get_length(buf) > guard->srv->limits.max_headers)
+            guard->headers_seen = 1;
+        return;
+    }
+    guard->headers_seen = 1;
+    n = (size_t)end.pos + 2 < sizeof(block) ? (size_t)end.pos + 2
+                                            : sizeof(block) - 1;
+    evbuffer_copyout(buf, block, n);
+    block[n] = '\0';
+
+    v = header_value(block, "Expect", &len);
+    if (v == NULL || len != 12 || strncasecmp(v, "100-continue", 12) != 0)
+        return;
+    v = header_value(block, "Content-Length", &len);
+    if (v != NULL && strtoull(v, NULL, 10) > guard->srv->limits.max_body) {
+        struct timeval now = {0, 0};
+
+        /* Not from here, inside the bufferevent's read: from the loop. */
+        guard->reject_expect = 1;
+        evtimer_add(guard->deadline, &now);
+        guard->armed = 1;
+    }
+}
+
 static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn_guard *guard = arg;
 
     guard->armed = 0;
+    if (guard->reject_expect) {
+        reject_expect(guard);
+        if (guard->closed)
+            guard_destroy(guard);
+        return;
+    }
     /* evhttp stops reading while a whole request is with its handler, so
      * reading still enabled means the request has not arrived in full. */
     if (!(bufferevent_get_enabled(guard->bev) & EV_READ))
@@ -226,6 +323,8 @@ input_added(struct evbuffer *buf, const struct evbuffer_cb_info *info,
         evtimer_add(guard->deadline, &tv);
         guard->armed = 1;
     }
+    if (info->n_added > 0 && !guard->headers_seen)
+        inspect_headers(guard, buf);
 }
 
 static void
@@ -234,9 +333,13 @@ output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 {
     struct conn_guard *guard = arg;
 
-    if (info->n_added > 0 && guard->armed) {
-        evtimer_del(guard->deadline);
-        guard->armed = 0;
+    if (info->n_added > 0) {
+        /* A response has started: the next bytes in are a new request. */
+        guard->headers_seen = 0;
+        if (guard->armed && !guard->reject_expect) {
+            evtimer_del(guard->deadline);
+            guard->armed = 0;
+        }
     }
 }
 
