@@ -741,11 +741,26 @@ finish(struct builder *b)
         struct pair *p = &b->pairs[i];
 
         if (!valid_name(p->name, p->name_len)) {
-            snprintf(b->err, b->errlen,
-                     "invalid field name: names are 1 to %d letters, digits, "
-                     "'_', '-' or '.'",
-                     CALL_EVENT_NAME_MAX);
-            return -1;
+            char shown[44];
+            size_t n = 0;
+
+            /* Show the name, with bytes that could confuse a reader or a
+             * terminal replaced, and cut to a readable length. */
+            for (size_t k = 0; k < p->name_len && n < 40; k++) {
+                unsigned char c = (unsigned char)p->name[k];
+
+                shown[n++] = c >= 0x20 && c < 0x7f && c != '"' ? (char)c
+                                                                : '?';
+            }
+            if (p->name_len > 40) {
+                memcpy(shown + n, "...", 3);
+                n += 3;
+            }
+            shown[n] = '\0';
+            return fail(b,
+                        "invalid field name \"%s\": names are 1 to %d "
+                        "letters, digits, '_', '-' or '.'",
+                        shown, CALL_EVENT_NAME_MAX);
         }
         for (size_t k = 0; k < i; k++) {
             if (strcmp(b->pairs[k].name, p->name) == 0)
@@ -830,7 +845,8 @@ finish(struct builder *b)
          strcmp(status->value, "machine") == 0))
         push_field(ev, "machine_detection", status->value,
                    status->value_len);
-    if (ev->origin == CALL_EVENT_ORIGIN_ANSWER && find_pair(b, "direction") == NULL)
+    if (ev->origin == CALL_EVENT_ORIGIN_ANSWER &&
+        is_empty(find_pair(b, "direction")))
         push_field(ev, "direction", "inbound", 7);
 
     snprintf(ev->field_version, sizeof(ev->field_version),

@@ -163,7 +163,9 @@ ingest_submit(struct ingest *ingest, const struct call_event *ev,
 
     /* The same arrival time goes to Redis now or from the spool later. */
     timed.received_ms = received;
-    if (ingest->store != NULL && store_ready(ingest->store) &&
+    /* store_apply() refuses, and counts the event for its outage report,
+     * while Redis is not ready. */
+    if (ingest->store != NULL &&
         store_pending(ingest->store) < ingest->max_pending &&
         store_apply(ingest->store, &timed, applied, sub) == 0)
         return;

@@ -455,8 +455,10 @@ out:
                  app.counters.events_unavailable, app.counters.events_failed,
                  app.counters.answers);
     }
-    ingest_free(app.ingest);
+    /* Closing the spool flushes its last batch, whose callbacks reach the
+     * ingest and reply on the listeners: free those afterwards. */
     spool_close(app.spool);
+    ingest_free(app.ingest);
     if (shutdown_timer != NULL)
         event_free(shutdown_timer);
     if (sigterm != NULL)
