@@ -314,8 +314,12 @@ main(int argc, char **argv)
     app.unrecorded_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
     app.signature_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(1000);
     if (redis_target_parse(cfg.redis_url, &app.redis, err, sizeof(err)) != 0 ||
-        load_answer_ncco(&app, &cfg, err, sizeof(err)) != 0 ||
         load_secrets(&app, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "callhook: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    if (load_answer_ncco(&app, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "callhook: %s\n", err);
         goto out;
     }
@@ -425,6 +429,7 @@ main(int argc, char **argv)
 out:
     if (app.store != NULL) {
         size_t waiting = app.inflight;
+        uint64_t refused = app.counters.events_unavailable;
 
         /* Whatever still waits for Redis gets a NULL reply here and takes
          * the spool path (or 503 without a spool). */
@@ -436,8 +441,8 @@ out:
             spool_flush(app.spool);
         if (waiting > 0)
             log_warn("shutdown timeout: %zu webhook requests stopped waiting "
-                     "for redis; %zu of them could not be spooled",
-                     waiting, app.inflight);
+                     "for redis; %" PRIu64 " of them got 503",
+                     waiting, app.counters.events_unavailable - refused);
         /* Let the replies written by those callbacks reach the sockets. */
         event_base_loop(app.base, EVLOOP_NONBLOCK);
     }

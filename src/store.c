@@ -166,7 +166,7 @@ redis_target_parse(const char *url, struct redis_target *t, char *err,
         size_t plen = q ? (size_t)(q - path) : strlen(path);
 
         if (plen == 0 || plen >= sizeof(t->unix_path) || path[0] != '/') {
-            snprintf(err, errlen, "invalid Redis URL: unix:// needs an "
+            snprintf(err, errlen, "invalid --redis URL: unix:// needs an "
                                   "absolute socket path");
             return -1;
         }
@@ -174,19 +174,19 @@ redis_target_parse(const char *url, struct redis_target *t, char *err,
         if (q != NULL) {
             if (strncmp(q, "?db=", 4) != 0 || parse_db(q + 4, &t->db) != 0) {
                 snprintf(err, errlen,
-                         "invalid Redis URL: expected ?db=N after the path");
+                         "invalid --redis URL: expected ?db=N after the path");
                 return -1;
             }
         }
         return 0;
     }
     if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(err, errlen, "invalid Redis URL: rediss:// (TLS) is not "
+        snprintf(err, errlen, "invalid --redis URL: rediss:// (TLS) is not "
                               "supported; use redis:// or unix://");
         return -1;
     }
     if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "invalid Redis URL: expected redis://host:port/db "
+        snprintf(err, errlen, "invalid --redis URL: expected redis://host:port/db "
                               "or unix:///path");
         return -1;
     }
@@ -202,7 +202,7 @@ redis_target_parse(const char *url, struct redis_target *t, char *err,
         size_t plen = pass ? (size_t)(at - pass) : 0;
 
         if (ulen >= sizeof(t->username) || plen >= sizeof(t->password)) {
-            snprintf(err, errlen, "invalid Redis URL: credentials too long");
+            snprintf(err, errlen, "invalid --redis URL: credentials too long");
             return -1;
         }
         if (pass == NULL) {
@@ -220,36 +220,36 @@ redis_target_parse(const char *url, struct redis_target *t, char *err,
         const char *close = memchr(rest, ']', (size_t)(host_end - rest));
 
         if (close == NULL) {
-            snprintf(err, errlen, "invalid Redis URL: unclosed '[' in host");
+            snprintf(err, errlen, "invalid --redis URL: unclosed '[' in host");
             return -1;
         }
         host_len = (size_t)(close - rest - 1);
         if (host_len == 0 || host_len >= sizeof(t->host)) {
-            snprintf(err, errlen, "invalid Redis URL: bad host");
+            snprintf(err, errlen, "invalid --redis URL: bad host");
             return -1;
         }
         memcpy(t->host, rest + 1, host_len);
         colon = close + 1 < host_end && close[1] == ':' ? close + 1 : NULL;
         if (colon == NULL && close + 1 != host_end) {
-            snprintf(err, errlen, "invalid Redis URL: bad host");
+            snprintf(err, errlen, "invalid --redis URL: bad host");
             return -1;
         }
     } else {
         colon = memchr(rest, ':', (size_t)(host_end - rest));
         host_len = colon ? (size_t)(colon - rest) : (size_t)(host_end - rest);
         if (host_len == 0 || host_len >= sizeof(t->host)) {
-            snprintf(err, errlen, "invalid Redis URL: missing host");
+            snprintf(err, errlen, "invalid --redis URL: missing host");
             return -1;
         }
         memcpy(t->host, rest, host_len);
     }
     if (colon != NULL &&
         parse_port(colon + 1, (size_t)(host_end - colon - 1), &t->port)) {
-        snprintf(err, errlen, "invalid Redis URL: port must be 1 to 65535");
+        snprintf(err, errlen, "invalid --redis URL: port must be 1 to 65535");
         return -1;
     }
     if (slash != NULL && parse_db(slash + 1, &t->db) != 0) {
-        snprintf(err, errlen, "invalid Redis URL: database must be a number");
+        snprintf(err, errlen, "invalid --redis URL: database must be a number");
         return -1;
     }
     return 0;
