@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "app.h"
+#include "dial_admin.h"
 #include "callhook/call_event.h"
 #include "metrics.h"
 
@@ -280,6 +281,10 @@ admin_handle(struct evhttp_request *req, void *arg)
         return;
     }
 
+    if (strcmp(path, "/calls") == 0 && method == EVHTTP_REQ_POST) {
+        admin_post_call(app, req, rid);
+        return;
+    }
     if (strcmp(path, "/readyz") != 0 && strcmp(path, "/healthz") != 0 &&
         strcmp(path, "/metrics") != 0 && strcmp(path, "/calls") != 0 &&
         strncmp(path, "/calls/", 7) != 0) {

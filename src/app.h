@@ -39,6 +39,7 @@ struct app {
     struct ingest *ingest;
     struct http_server *public_srv;
     struct http_server *admin_srv;
+    struct dialer *dialer; /* NULL when the dialer is off */
 
     /* Signature secrets; none means webhooks are not signed. */
     struct jwt_secret *secrets;

@@ -9,6 +9,7 @@
 #include "callhook_config.h"
 
 enum option_type {
+    OPT_FLAG, /* no value on the command line; 1, 0, true or false in env */
     OPT_STRING,
     OPT_NUMBER,
     OPT_LIST, /* repeatable; each use adds an item */
@@ -96,6 +97,35 @@ static const struct option_spec specs[] = {
     {"max-pending", "CALLHOOK_MAX_PENDING", OPT_NUMBER, FIELD(max_pending),
      "10000", 1, 10000000, 0, "COUNT",
      "Redis commands in flight at once; events beyond go to the spool"},
+    {"application-id", "VONAGE_APPLICATION_ID", OPT_STRING,
+     FIELD(application_id), NULL, 0, 0, 0, "ID",
+     "Vonage application that places outbound calls; with a private key "
+     "it turns the dialer on"},
+    {"private-key", "VONAGE_PRIVATE_KEY_PATH", OPT_STRING, FIELD(private_key),
+     NULL, 0, 0, 0, "FILE",
+     "PEM file with the application's private key (or the PEM text itself "
+     "in VONAGE_PRIVATE_KEY)"},
+    {"api-url", "VONAGE_API_URL", OPT_STRING, FIELD(api_url),
+     "https://api.nexmo.com", 0, 0, 0, "URL",
+     "base URL of the Voice API that calls are placed with"},
+    {"dial-rate", "CALLHOOK_DIAL_RATE", OPT_NUMBER, FIELD(dial_rate), "3", 1,
+     1000, 0, "CALLS", "calls placed per second at most"},
+    {"dial-concurrency", "CALLHOOK_DIAL_CONCURRENCY", OPT_NUMBER,
+     FIELD(dial_concurrency), "10", 1, 1000, 0, "COUNT",
+     "call requests in flight at once, and dial jobs taken at once"},
+    {"dial-connect-timeout", "CALLHOOK_DIAL_CONNECT_TIMEOUT", OPT_NUMBER,
+     FIELD(dial_connect_timeout), "5000", 1, 600000, 0, "MILLISECONDS",
+     "longest wait to connect to the Voice API, TLS included"},
+    {"dial-timeout", "CALLHOOK_DIAL_TIMEOUT", OPT_NUMBER, FIELD(dial_timeout),
+     "30000", 1, 600000, 0, "MILLISECONDS",
+     "longest wait for a whole call request, connecting included"},
+    {"dial-max-attempts", "CALLHOOK_DIAL_MAX_ATTEMPTS", OPT_NUMBER,
+     FIELD(dial_max_attempts), "10", 1, 1000, 0, "COUNT",
+     "requests sent for one job before it ends as failed"},
+    {"retry-ambiguous", "CALLHOOK_RETRY_AMBIGUOUS", OPT_FLAG,
+     FIELD(retry_ambiguous), "0", 0, 1, 0, "",
+     "dial again when a request may have placed the call (timeout, 500, "
+     "502, 504); this can call someone twice"},
     {"spool-dir", "CALLHOOK_SPOOL_DIR", OPT_STRING, FIELD(spool_dir), "spool",
      0, 0, 0, "DIR",
      "folder for events Redis cannot take now; '' turns the spool off and "
@@ -189,6 +219,18 @@ set_value(struct config *cfg, const struct option_spec *spec,
         }
         free(*slot);
         *slot = copy;
+        return 0;
+    }
+    if (spec->type == OPT_FLAG) {
+        if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) {
+            *number_slot(cfg, spec) = 1;
+        } else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) {
+            *number_slot(cfg, spec) = 0;
+        } else {
+            snprintf(err, errlen, "invalid value '%s' for %s: expected 1, "
+                                  "0, true or false", value, origin);
+            return -1;
+        }
         return 0;
     }
 
@@ -327,7 +369,8 @@ config_load(struct config *cfg, int argc, char **argv, char *err,
                 return CONFIG_ERROR;
         }
         longopts[i].name = specs[i].name;
-        longopts[i].has_arg = required_argument;
+        longopts[i].has_arg =
+            specs[i].type == OPT_FLAG ? no_argument : required_argument;
         longopts[i].flag = NULL;
         longopts[i].val = 256 + (int)i;
     }
@@ -348,7 +391,10 @@ config_load(struct config *cfg, int argc, char **argv, char *err,
         }
         if (c == '?' || c == ':') {
             if (optopt >= 256)
-                snprintf(err, errlen, "option --%s needs a value",
+                snprintf(err, errlen,
+                         specs[optopt - 256].type == OPT_FLAG
+                             ? "option --%s takes no value"
+                             : "option --%s needs a value",
                          specs[optopt - 256].name);
             else
                 snprintf(err, errlen,
@@ -357,7 +403,8 @@ config_load(struct config *cfg, int argc, char **argv, char *err,
             return CONFIG_ERROR;
         }
         snprintf(origin, sizeof(origin), "--%s", specs[c - 256].name);
-        if (set_value(cfg, &specs[c - 256], optarg, origin, err, errlen) != 0)
+        if (set_value(cfg, &specs[c - 256], optarg ? optarg : "1", origin, err,
+                      errlen) != 0)
             return CONFIG_ERROR;
     }
     if (optind < argc) {

@@ -21,6 +21,19 @@ struct config {
     char *public_url;
     char *answer_text;
     char *answer_ncco;
+
+    /* The outbound dialer; it runs when both application_id and a
+     * private key are given. */
+    char *application_id;
+    char *private_key;
+    char *api_url;
+    unsigned long dial_rate;
+    unsigned long dial_concurrency;
+    unsigned long dial_connect_timeout;
+    unsigned long dial_timeout;
+    unsigned long dial_max_attempts;
+    unsigned long retry_ambiguous;
+
     char *log_level;
     char *log_format;
     char *spool_dir;

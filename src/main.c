@@ -23,6 +23,8 @@
 #include "supervise.h"
 #include "metrics.h"
 #include "callhook_config.h"
+#include "dial_cli.h"
+#include "dialer.h"
 
 #define NCCO_FILE_MAX (1024 * 1024)
 
@@ -198,7 +200,8 @@ shutdown_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct app *app = arg;
 
-    if (app->inflight == 0 || clock_monotonic_ms() >= shutdown_deadline_ms)
+    if ((app->inflight == 0 && dialer_busy(app->dialer) == 0) ||
+        clock_monotonic_ms() >= shutdown_deadline_ms)
         event_base_loopbreak(app->base);
     else if (app->spool != NULL)
         spool_flush(app->spool);
@@ -234,6 +237,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
              sig == SIGINT ? "SIGINT" : "SIGTERM", app->inflight);
     http_server_stop_accepting(app->public_srv);
     http_server_stop_accepting(app->admin_srv);
+    dialer_drain(app->dialer);
 
     shutdown_deadline_ms =
         clock_monotonic_ms() + (uint64_t)app->cfg->shutdown_timeout * 1000;
@@ -264,6 +268,8 @@ main(int argc, char **argv)
         return cli_watch(argc - 1, argv + 1);
 
     memset(&app, 0, sizeof(app));
+    if (argc > 1 && strcmp(argv[1], "dial") == 0)
+        return dial_cli_main(argc - 1, argv + 1);
     switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
     case CONFIG_EXIT:
         config_free(&cfg);
@@ -401,6 +407,11 @@ main(int argc, char **argv)
         log_error("out of memory");
         goto out;
     }
+    if (dialer_from_config(&cfg, app.base, &app.redis, app.store, app.ingest,
+                           &app.dialer, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
 
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, &app);
     sigint = evsignal_new(app.base, SIGINT, on_signal, &app);
@@ -422,11 +433,15 @@ main(int argc, char **argv)
              app.spool ? cfg.spool_dir : "off",
              app.nsecrets ? "required" : "off");
     store_start(app.store);
+    if (app.dialer != NULL)
+        dialer_start(app.dialer);
 
     event_base_dispatch(app.base);
     rc = 0;
 
 out:
+    /* Before the store goes: the dialer's callbacks still use it. */
+    dialer_stop(app.dialer);
     if (app.store != NULL) {
         size_t waiting = app.inflight;
         uint64_t refused = app.counters.events_unavailable;
@@ -478,6 +493,7 @@ out:
     http_server_free(app.admin_srv);
     if (app.base != NULL)
         event_base_free(app.base);
+    dialer_free(app.dialer);
     free(app.answer_ncco);
     free(app.secrets);
     config_free(&cfg);
