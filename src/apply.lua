@@ -80,8 +80,10 @@ redis.call('HSET', record, unpack(record_set))
 redis.call('HSETNX', record, 'created_at', now)
 redis.call('HINCRBY', record, 'events', 1)
 redis.call('HSET', versions, unpack(version_set))
-redis.call('RPUSH', history, ARGV[9])
-redis.call('LTRIM', history, -tonumber(ARGV[4]), -1)
+local cap = tonumber(ARGV[4])
+if redis.call('RPUSH', history, ARGV[9]) > cap then
+    redis.call('LTRIM', history, -cap, -1)
+end
 
 -- Status versions start with the two-digit rank; 50 and up are final.
 if ttl > 0 and (ARGV[3] == 'always' or
@@ -94,24 +96,18 @@ end
 -- Index of calls by update time, overall and per status, so listing
 -- recent calls reads a sorted set instead of scanning the keyspace.
 -- Status versions end with the status name after rank and timestamp.
+-- callhook trims entries older than the TTL from outside, once a minute.
+-- NOTE: the per-status keys are derived here, not passed in KEYS; fine on
+-- one Redis primary, but on Redis Cluster the index must be turned off.
 local id = ARGV[12]
 if ARGV[13] == 'call' then
     local index = KEYS[5]
-    local current_status = best and string.sub(best, 18) or ''
     redis.call('ZADD', index, now, id)
     if changed == 1 and previous then
         redis.call('ZREM', index .. ':' .. string.sub(previous, 18), id)
     end
-    if current_status ~= '' then
-        redis.call('ZADD', index .. ':' .. current_status, now, id)
-    end
-    if ttl > 0 then
-        local horizon = '(' .. (tonumber(now) - ttl * 1000)
-        redis.call('ZREMRANGEBYSCORE', index, '-inf', horizon)
-        if current_status ~= '' then
-            redis.call('ZREMRANGEBYSCORE', index .. ':' .. current_status,
-                       '-inf', horizon)
-        end
+    if best then
+        redis.call('ZADD', index .. ':' .. string.sub(best, 18), now, id)
     end
 end
 

@@ -134,6 +134,14 @@ call_event_free(struct call_event *ev)
     ev->store = NULL;
 }
 
+const char *
+call_event_ranked_status(size_t i)
+{
+    return i < sizeof(status_ranks) / sizeof(status_ranks[0])
+               ? status_ranks[i].status
+               : NULL;
+}
+
 int
 call_event_status_rank(const char *status)
 {

@@ -19,6 +19,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define INDEX_TRIM_MS 60000
 #define APPLY_FIXED_ARGS 21 /* EVALSHA sha 5 + 5 keys + 13 values */
 #define APPLY_MAX_ARGS (APPLY_FIXED_ARGS + 2 * (CALL_EVENT_MAX_FIELDS + 2))
 
@@ -59,6 +60,7 @@ struct store {
     uint64_t *sent_ms;
     size_t sent_head, sent_count, sent_cap;
     struct event *watchdog;
+    uint64_t last_trim_ms;
     int dropping; /* store_drop() is closing the connection */
     int persistence_checked;
 };
@@ -533,6 +535,40 @@ disconnect_cb(const redisAsyncContext *ac, int status)
     schedule_retry(store);
 }
 
+static void
+trim_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    if (r != NULL)
+        track_reply(privdata);
+}
+
+/*
+ * Drops index entries of calls not updated for longer than the record
+ * TTL, whose records have expired. Done here, once a minute, rather than
+ * in the apply script, where it cost a quarter of each call.
+ */
+static void
+trim_index(struct store *store)
+{
+    char key[64], horizon[32];
+    int64_t cutoff = (int64_t)clock_now_ms() -
+                     (int64_t)store->options.ttl_seconds * 1000;
+    const char *status;
+
+    snprintf(horizon, sizeof(horizon), "(%" PRId64, cutoff);
+    for (size_t i = 0;; i++) {
+        status = i == 0 ? "" : call_event_ranked_status(i - 1);
+        if (status == NULL)
+            break;
+        snprintf(key, sizeof(key), "%s%s%s", STORE_INDEX_KEY,
+                 status[0] ? ":" : "", status);
+        if (redisAsyncCommand(store->ac, trim_reply_cb, store,
+                              "ZREMRANGEBYSCORE %s -inf %s", key,
+                              horizon) == REDIS_OK)
+            track_send(store);
+    }
+}
+
 /*
  * A Redis that stops answering (SIGSTOP, a long script, a network black
  * hole) keeps its TCP connection open, and hiredis 0.14 has no command
@@ -547,6 +583,11 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t age;
     redisAsyncContext *ac = store->ac;
 
+    if (store->state == STATE_READY && store->options.ttl_seconds > 0 &&
+        clock_monotonic_ms() - store->last_trim_ms >= INDEX_TRIM_MS) {
+        store->last_trim_ms = clock_monotonic_ms();
+        trim_index(store);
+    }
     if (ac == NULL || store->sent_count == 0 ||
         store->options.command_timeout_ms == 0)
         return;

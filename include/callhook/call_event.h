@@ -100,6 +100,9 @@ void call_event_free(struct call_event *ev);
  */
 char *call_event_compact_json(const char *text, size_t len);
 
+/* Returns the i-th ranked status name, or NULL past the last one. */
+const char *call_event_ranked_status(size_t i);
+
 /* Returns the rank of a status, RANK_NONE for statuses without one. */
 int call_event_status_rank(const char *status);
 
