@@ -320,12 +320,20 @@ admin_handle(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/healthz") == 0) {
         reply(app, req, rid, start_us, 200, "{\"status\":\"ok\"}");
     } else if (strcmp(path, "/readyz") == 0) {
-        if (app->store != NULL && store_ready(app->store))
-            reply(app, req, rid, start_us, 200, "{\"status\":\"ready\"}");
-        else
-            reply(app, req, rid, start_us, 503,
-                  "{\"status\":\"unavailable\",\"reason\":\"redis is not "
-                  "connected\"}");
+        /* Ready when an event can be made safe: Redis takes it, or the
+         * spool does. The dialer's key was checked at startup. */
+        int redis = app->store != NULL && store_ready(app->store);
+        int spool = app->spool != NULL && spool_writable(app->spool);
+        char body[160];
+
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"%s\",\"redis\":\"%s\",\"spool\":\"%s\","
+                 "\"dialer\":\"%s\"}",
+                 redis || spool ? "ready" : "unavailable",
+                 redis ? "connected" : "unavailable",
+                 app->spool == NULL ? "off" : spool ? "writable" : "full",
+                 app->dialer != NULL ? "on" : "off");
+        reply(app, req, rid, start_us, redis || spool ? 200 : 503, body);
     } else {
         size_t len = 0;
         char *id = evhttp_uridecode(path + 7, 0, &len);

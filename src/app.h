@@ -28,6 +28,22 @@ struct app_counters {
     uint64_t events_failed;      /* 500: Redis returned an error */
     uint64_t answers;
     uint64_t signature_failures; /* 401 */
+    uint64_t events_unranked;    /* applied without a ranked status */
+    uint64_t rejected_by_code[600];
+    uint64_t signature_by_reason[16];
+};
+
+/* Why a signed webhook got 401; labels of the metric of that name. */
+enum signature_reason {
+    SIGNATURE_MISSING,
+    SIGNATURE_MALFORMED,
+    SIGNATURE_ALGORITHM,
+    SIGNATURE_MISMATCH,
+    SIGNATURE_EXPIRED,
+    SIGNATURE_CLAIMS,
+    SIGNATURE_PAYLOAD_HASH,
+    SIGNATURE_REPLAYED,
+    SIGNATURE_REASONS,
 };
 
 struct app {

@@ -75,10 +75,6 @@ struct job {
     struct dial_request *request; /* in STEP_SEND */
 };
 
-struct dialer_stats {
-    uint64_t placed, failed, unknown, retries, invalid, duplicates;
-};
-
 struct dialer {
     struct event_base *base;
     struct store *store;       /* shared; NULL after dialer_stop() */
@@ -497,6 +493,15 @@ retry_later(struct job *job, const struct dial_result *res)
     job->not_before_ms = 0;
 }
 
+const struct dialer_stats *
+dialer_get_stats(const struct dialer *d, double *current_rate)
+{
+    if (d == NULL)
+        return NULL;
+    *current_rate = d->pacer.rate;
+    return &d->stats;
+}
+
 /* ---- the request --------------------------------------------------------- */
 
 static void
@@ -520,6 +525,9 @@ request_done(void *arg, CURL *easy, CURLcode code)
 
     dial_request_result(job->request, easy, code, &res);
     d->sending--;
+    d->stats.api_responses[res.status >= 100 && res.status < 600
+                               ? res.status
+                               : 0]++;
     if (res.throttled)
         note_throttled(d, &res);
     if (res.status == 401 && !d->warned_unauthorized) {

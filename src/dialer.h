@@ -38,6 +38,16 @@ struct dialer_options {
 
 struct dialer;
 
+/* Job outcomes and Voice API replies since start, for /metrics. */
+struct dialer_stats {
+    uint64_t placed, failed, unknown, retries, invalid, duplicates;
+    uint64_t api_responses[600]; /* by HTTP status; [0]: no response */
+};
+
+/* Returns the counters and the current pacing rate; NULL when off. */
+const struct dialer_stats *dialer_get_stats(const struct dialer *dialer,
+                                            double *current_rate);
+
 /*
  * Creates the dialer; nothing starts before dialer_start(). Strings are
  * copied. The store and the ingest must outlive the dialer's use of them,

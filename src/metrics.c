@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "dialer.h"
 
 struct metrics metrics;
 
@@ -157,13 +158,49 @@ metrics_render(const struct app *app, struct evbuffer *out)
         app->counters.events_applied, app->counters.events_duplicate,
         app->counters.events_spooled, app->counters.events_rejected,
         app->counters.events_unavailable, app->counters.events_failed);
+    counter(out, "callhook_events_unranked_total",
+            "Events taken in whose status has no rank (record, input, "
+            "transfer, human, machine, none or unknown): they never change "
+            "a record's status.",
+            app->counters.events_unranked);
+    header(out, "callhook_events_rejected_total", "counter",
+           "Webhook requests rejected for bad input, by reason.");
+    {
+        static const struct {
+            int code;
+            const char *reason;
+        } reasons[] = {
+            {400, "invalid_input"},     {405, "method_not_allowed"},
+            {413, "body_too_large"},    {414, "target_too_long"},
+            {415, "unsupported_type"},  {431, "too_many_headers"},
+        };
+
+        for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+            evbuffer_add_printf(out,
+                                "callhook_events_rejected_total{reason=\"%s\"}"
+                                " %" PRIu64 "\n",
+                                reasons[i].reason,
+                                app->counters
+                                    .rejected_by_code[reasons[i].code]);
+    }
     counter(out, "callhook_answer_webhooks_total",
             "Answer webhooks replied to with the NCCO.",
             app->counters.answers);
-    counter(out, "callhook_signature_failures_total",
-            "Webhooks rejected with 401 for a missing, invalid or replayed "
-            "signature.",
-            app->counters.signature_failures);
+    header(out, "callhook_signature_failures_total", "counter",
+           "Webhooks rejected with 401, by reason.");
+    {
+        static const char *const names[SIGNATURE_REASONS] = {
+            "missing",  "malformed", "algorithm",    "signature",
+            "expired",  "claims",    "payload_hash", "replayed",
+        };
+
+        for (int i = 0; i < SIGNATURE_REASONS; i++)
+            evbuffer_add_printf(
+                out,
+                "callhook_signature_failures_total{reason=\"%s\"} %" PRIu64
+                "\n",
+                names[i], app->counters.signature_by_reason[i]);
+    }
 
     histogram(out, "callhook_webhook_duration_seconds",
               "Time from a whole event webhook request to its reply.",
@@ -203,9 +240,46 @@ metrics_render(const struct app *app, struct evbuffer *out)
           sp ? (double)sp->bytes : 0);
     gauge(out, "callhook_spool_files", "Spool files on disk.",
           sp ? (double)sp->files : 0);
+    counter(out, "callhook_spool_records_total",
+            "Records made durable in the spool since start.",
+            sp ? sp->appended : 0);
     counter(out, "callhook_spool_fsyncs_total",
             "Batches written and fsynced to the spool.", sp ? sp->fsyncs : 0);
 
+    if (app->dialer != NULL) {
+        double rate = 0;
+        const struct dialer_stats *ds = dialer_get_stats(app->dialer, &rate);
+
+        header(out, "callhook_dial_jobs_total", "counter",
+               "Dial jobs by outcome: placed, failed, unknown (the call "
+               "may exist), invalid (never sent), duplicate (idempotency "
+               "key seen before).");
+        evbuffer_add_printf(
+            out,
+            "callhook_dial_jobs_total{outcome=\"placed\"} %" PRIu64 "\n"
+            "callhook_dial_jobs_total{outcome=\"failed\"} %" PRIu64 "\n"
+            "callhook_dial_jobs_total{outcome=\"unknown\"} %" PRIu64 "\n"
+            "callhook_dial_jobs_total{outcome=\"invalid\"} %" PRIu64 "\n"
+            "callhook_dial_jobs_total{outcome=\"duplicate\"} %" PRIu64 "\n",
+            ds->placed, ds->failed, ds->unknown, ds->invalid,
+            ds->duplicates);
+        counter(out, "callhook_dial_retries_total",
+                "Voice API requests sent again after a failure that could "
+                "not have placed the call.",
+                ds->retries);
+        header(out, "callhook_dial_api_responses_total", "counter",
+               "Voice API replies by HTTP status; code 0 means no reply.");
+        for (int code = 0; code < 600; code++) {
+            if (ds->api_responses[code] == 0)
+                continue;
+            evbuffer_add_printf(out,
+                                "callhook_dial_api_responses_total{code=\"%d\"}"
+                                " %" PRIu64 "\n",
+                                code, ds->api_responses[code]);
+        }
+        gauge(out, "callhook_dial_rate_per_second",
+              "Current pacing of calls, lowered after 429 replies.", rate);
+    }
     gauge(out, "callhook_open_connections",
           "HTTP connections open on both listeners.",
           (double)(http_server_connections(app->public_srv) +

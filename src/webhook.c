@@ -71,6 +71,7 @@ reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
 
     if (code >= 400 && code < 500) {
         app->counters.events_rejected++;
+        app->counters.rejected_by_code[code]++;
         if (log_ratelimit_pass(&app->bad_request_rl, &suppressed))
             log_warn("rejected request rid=%" PRIu64 " %s %.100s: %d %s "
                      "(%" PRIu64 " more rejections not logged)",
@@ -164,12 +165,14 @@ read_event(struct evhttp_request *req, enum call_event_origin origin,
 
 static void
 reply_unauthorized(struct app *app, struct evhttp_request *req, uint64_t rid,
-                   uint64_t start_us, const char *reason)
+                   uint64_t start_us, enum signature_reason why,
+                   const char *reason)
 {
     char message[200];
     uint64_t suppressed;
 
     app->counters.signature_failures++;
+    app->counters.signature_by_reason[why]++;
     if (log_ratelimit_pass(&app->signature_rl, &suppressed))
         log_warn("rejected request rid=%" PRIu64 " %s %.100s: signature "
                  "check failed: %s (%" PRIu64 " more not logged)",
@@ -188,9 +191,36 @@ reply_unauthorized(struct app *app, struct evhttp_request *req, uint64_t rid,
  * token itself (algorithm, signature, issuer, age). Returns 0 with the
  * claims, or -1 with the reason in *reason.
  */
+static enum signature_reason
+classify(enum jwt_result result)
+{
+    switch (result) {
+    case JWT_ERR_ALG:
+    case JWT_ERR_TYP:
+        return SIGNATURE_ALGORITHM;
+    case JWT_ERR_SIGNATURE:
+    case JWT_ERR_UNKNOWN_API_KEY:
+    case JWT_ERR_EMPTY_SECRET:
+        return SIGNATURE_MISMATCH;
+    case JWT_ERR_EXPIRED:
+    case JWT_ERR_FUTURE:
+        return SIGNATURE_EXPIRED;
+    case JWT_ERR_ISS:
+    case JWT_ERR_IAT:
+    case JWT_ERR_JTI:
+    case JWT_ERR_PAYLOAD_HASH:
+    case JWT_ERR_APPLICATION_ID:
+    case JWT_ERR_API_KEY:
+        return SIGNATURE_CLAIMS;
+    default:
+        return SIGNATURE_MALFORMED;
+    }
+}
+
 static int
 verify_token(struct app *app, struct evhttp_request *req,
-             struct jwt_webhook_claims *claims, const char **reason)
+             struct jwt_webhook_claims *claims, const char **reason,
+             enum signature_reason *why)
 {
     const char *auth = evhttp_find_header(
         evhttp_request_get_input_headers(req), "Authorization");
@@ -198,10 +228,12 @@ verify_token(struct app *app, struct evhttp_request *req,
 
     if (auth == NULL) {
         *reason = "missing Authorization: Bearer token";
+        *why = SIGNATURE_MISSING;
         return -1;
     }
     if (strncasecmp(auth, "Bearer ", 7) != 0) {
         *reason = "Authorization is not a Bearer token";
+        *why = SIGNATURE_MISSING;
         return -1;
     }
     auth += 7;
@@ -212,6 +244,7 @@ verify_token(struct app *app, struct evhttp_request *req,
                                 (int64_t)app->cfg->signature_max_age, claims);
     if (result != JWT_OK) {
         *reason = jwt_strerror(result);
+        *why = classify(result);
         return -1;
     }
     return 0;
@@ -294,6 +327,7 @@ event_stored(void *arg, enum ingest_result result)
         break;
     case INGEST_REPLAYED:
         app->counters.signature_failures++;
+        app->counters.signature_by_reason[SIGNATURE_REPLAYED]++;
         log_warn("rejected request rid=%" PRIu64 " call=%s: signed token "
                  "replayed (its jti was used before)",
                  wait->request_id, wait->id);
@@ -329,12 +363,14 @@ handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
     struct call_event ev;
     struct raw_event raw;
     struct jwt_webhook_claims claims;
+    enum signature_reason why;
     const char *reason;
     char err[300];
     int code;
 
-    if (app->nsecrets > 0 && verify_token(app, req, &claims, &reason) != 0) {
-        reply_unauthorized(app, req, rid, start_us, reason);
+    if (app->nsecrets > 0 &&
+        verify_token(app, req, &claims, &reason, &why) != 0) {
+        reply_unauthorized(app, req, rid, start_us, why, reason);
         return;
     }
     code = read_event(req, CALL_EVENT_ORIGIN_EVENT, &ev, &raw, err,
@@ -347,6 +383,7 @@ handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
         if (!verify_payload(&claims, &raw, &ev)) {
             call_event_free(&ev);
             reply_unauthorized(app, req, rid, start_us,
+                               SIGNATURE_PAYLOAD_HASH,
                                "payload_hash does not match the payload");
             return;
         }
@@ -358,6 +395,8 @@ handle_event(struct app *app, struct evhttp_request *req, uint64_t rid,
         reply_error(app, req, rid, start_us, 500, "out of memory");
         return;
     }
+    if (ev.rank == RANK_NONE)
+        app->counters.events_unranked++;
     log_debug("event rid=%" PRIu64 " %s=%s status=%s", rid,
               ev.kind == CALL_EVENT_KIND_CALL ? "call" : "conversation",
               ev.id, ev.status ? ev.status : "-");
@@ -396,13 +435,15 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
     struct call_event ev;
     struct raw_event raw;
     struct jwt_webhook_claims claims;
+    enum signature_reason why;
     const char *reason;
     char err[300];
     uint64_t suppressed;
     int code;
 
-    if (app->nsecrets > 0 && verify_token(app, req, &claims, &reason) != 0) {
-        reply_unauthorized(app, req, rid, start_us, reason);
+    if (app->nsecrets > 0 &&
+        verify_token(app, req, &claims, &reason, &why) != 0) {
+        reply_unauthorized(app, req, rid, start_us, why, reason);
         return;
     }
     code = read_event(req, CALL_EVENT_ORIGIN_ANSWER, &ev, &raw, err,
@@ -416,6 +457,7 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
             if (code == 0)
                 call_event_free(&ev);
             reply_unauthorized(app, req, rid, start_us,
+                               SIGNATURE_PAYLOAD_HASH,
                                "payload_hash does not match the payload");
             return;
         }
