@@ -324,14 +324,16 @@ admin_handle(struct evhttp_request *req, void *arg)
          * spool does. The dialer's key was checked at startup. */
         int redis = app->store != NULL && store_ready(app->store);
         int spool = app->spool != NULL && spool_writable(app->spool);
+        const char *spool_state = "off";
         char body[160];
 
+        if (app->spool != NULL)
+            spool_state = spool ? "writable" : "full";
         snprintf(body, sizeof(body),
                  "{\"status\":\"%s\",\"redis\":\"%s\",\"spool\":\"%s\","
                  "\"dialer\":\"%s\"}",
                  redis || spool ? "ready" : "unavailable",
-                 redis ? "connected" : "unavailable",
-                 app->spool == NULL ? "off" : spool ? "writable" : "full",
+                 redis ? "connected" : "unavailable", spool_state,
                  app->dialer != NULL ? "on" : "off");
         reply(app, req, rid, start_us, redis || spool ? 200 : 503, body);
     } else {

@@ -33,7 +33,7 @@ struct app_counters {
     uint64_t signature_by_reason[16];
 };
 
-/* Why a signed webhook got 401; labels of the metric of that name. */
+/* Reason a signed webhook got 401, a label of the metric of that name. */
 enum signature_reason {
     SIGNATURE_MISSING,
     SIGNATURE_MALFORMED,

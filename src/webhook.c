@@ -471,7 +471,7 @@ handle_answer(struct app *app, struct evhttp_request *req, uint64_t rid,
     app->counters.answers++;
     if (code != 0) {
         if (log_ratelimit_pass(&app->bad_request_rl, &suppressed))
-            log_warn("answer webhook rid=%" PRIu64 " answered but not "
+            log_warn("answer webhook rid=%" PRIu64 " replied to but not "
                      "recorded: %s (%" PRIu64 " more not logged)",
                      rid, err, suppressed);
         app_log_request(app, rid, req, 200, start_us);
