@@ -91,6 +91,10 @@ add(".TP\n.B watch")
 add(roff("Follows the event stream and prints each status change as it "
          "happens, in colour on a terminal; it reconnects after a Redis "
          "restart and resumes after the last entry it printed."))
+add(".TP\n.B dial")
+add(roff("Checks one outbound call job and pushes it onto the Redis list "
+         "dial:queue, where a callhook with the dialer on places the call; "
+         "prints the job id. See callhook dial --help for its options."))
 add(".SH SIGNALS")
 add(".TP\n.BR SIGTERM \", \" SIGINT")
 add(roff("Stop accepting connections, finish the Redis writes in flight "

@@ -72,6 +72,35 @@ connect_redis(const char *url, char *err, size_t errlen)
     return c;
 }
 
+/*
+ * Writes text with control bytes (escape sequences, carriage returns,
+ * bells) shown as '?': record values come from the network and must not
+ * drive the terminal.
+ */
+static void
+print_clean(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+
+        putchar(c < 0x20 || c == 0x7f ? '?' : c);
+    }
+}
+
+/* Copies text into dst (size n), with control bytes replaced by '?'. */
+static void
+clean_copy(char *dst, size_t n, const char *text)
+{
+    size_t i = 0;
+
+    for (; i + 1 < n && text[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)text[i];
+
+        dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    dst[i] = '\0';
+}
+
 static const char *
 default_redis_url(void)
 {
@@ -195,7 +224,9 @@ cli_status(int argc, char **argv)
                 format_ms(value, when, sizeof(when));
                 value = when;
             }
-            printf("  %-18s %s\n", name, value);
+            printf("  %-18s ", name);
+            print_clean(value, strlen(value));
+            putchar('\n');
         }
         printf("history (%zu events, oldest first)\n", hist->elements);
         for (size_t i = 0; i < hist->elements; i++) {
@@ -206,8 +237,16 @@ cli_status(int argc, char **argv)
             const char *ts = json_string_value(json_object_get(ev,
                                                                "timestamp"));
 
-            printf("  %-26s %-12s %.*s\n", ts ? ts : "-",
-                   status ? status : "-", 200, hist->element[i]->str);
+            char ts_text[40], status_text[40];
+
+            clean_copy(ts_text, sizeof(ts_text), ts ? ts : "-");
+            clean_copy(status_text, sizeof(status_text),
+                       status ? status : "-");
+            printf("  %-26s %-12s ", ts_text, status_text);
+            print_clean(hist->element[i]->str,
+                        hist->element[i]->len < 200 ? hist->element[i]->len
+                                                    : 200);
+            putchar('\n');
             json_decref(ev);
         }
     }
@@ -241,7 +280,7 @@ print_entry(redisReply *entry, int colour)
     redisReply *fields = entry->element[1];
     json_t *ev;
     const char *ts = NULL;
-    char stamp[32];
+    char stamp[32], ts_text[40];
     time_t now = time(NULL);
     struct tm tm;
 
@@ -260,6 +299,10 @@ print_entry(redisReply *entry, int colour)
     }
     ev = json_loads(event, 0, NULL);
     ts = json_string_value(json_object_get(ev, "timestamp"));
+    if (ts != NULL) {
+        clean_copy(ts_text, sizeof(ts_text), ts);
+        ts = ts_text;
+    }
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
 
@@ -331,6 +374,8 @@ cli_watch(int argc, char **argv)
             ctx = NULL;
             continue;
         }
+        if (r->type != REDIS_REPLY_ERROR)
+            failures = 0;
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
             redisReply *entries = r->element[0]->element[1];
 
@@ -342,9 +387,15 @@ cli_watch(int argc, char **argv)
                 print_entry(entry, colour);
             }
         } else if (r->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "callhook watch: %s\n", r->str);
+            /* LOADING after a restart, a replica promoted, a key of the
+             * wrong type: report once, then keep trying, slowly. */
+            if (failures++ == 0)
+                fprintf(stderr, "callhook watch: %s; retrying\n", r->str);
             freeReplyObject(r);
-            break;
+            redisFree(ctx);
+            ctx = NULL;
+            sleep(1);
+            continue;
         } else if (strcmp(last_id, "$") == 0) {
             /* Nothing yet: pin "$" to a real id so a reconnect cannot
              * skip entries added while it was away. */

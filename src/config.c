@@ -326,8 +326,13 @@ static void
 print_help(void)
 {
     printf("Usage: callhook [OPTION]...\n"
+           "       callhook status [--redis URL] [--json] UUID\n"
+           "       callhook watch [--redis URL] [--stream-key KEY]\n"
+           "       callhook dial --to N --from N (--text T | --ncco FILE | "
+           "--answer-url URL)\n"
            "Receives Vonage Voice API webhooks and keeps each call's record "
-           "in Redis.\n\nOptions (environment variable in brackets):\n");
+           "in Redis.\nEach subcommand takes --help.\n\n"
+           "Options (environment variable in brackets):\n");
     for (size_t i = 0; i < NSPECS; i++) {
         const struct option_spec *s = &specs[i];
         char left[64];

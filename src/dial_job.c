@@ -262,10 +262,12 @@ read_options(struct dial_job *job, json_t *root, char *err, size_t errlen)
                         "printable ASCII characters",
                         DIAL_IDEMPOTENCY_KEY_MAX);
         for (size_t i = 0; i < n; i++) {
-            if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+            /* Braces would become a Redis Cluster hash tag in the key. */
+            if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e ||
+                v[i] == '{' || v[i] == '}')
                 return fail(err, errlen,
                             "\"idempotency_key\" must be a string of 1 to "
-                            "%d printable ASCII characters",
+                            "%d printable ASCII characters other than braces",
                             DIAL_IDEMPOTENCY_KEY_MAX);
         }
         memcpy(job->idempotency_key, v, n + 1);

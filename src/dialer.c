@@ -103,6 +103,7 @@ struct dialer {
 
     /* The holder scans dial:processing for jobs that no process owns. */
     int scan_pending;
+    int scan_logged;
     uint64_t scan_next_ms;
 
     int draining, stopped;
@@ -945,10 +946,18 @@ scanned(void *arg, redisReply *r)
                 take_element(d, r->element[i]->str, r->element[i]->len,
                              "scan");
         }
-        if (d->njobs > before)
+        /* The scan repeats every few seconds until those jobs settle:
+         * only the first find goes to the info log. */
+        if (d->njobs > before && !d->scan_logged) {
+            d->scan_logged = 1;
             log_info("checking %zu dial jobs in %s that no running process "
                      "owns",
                      d->njobs - before, DIAL_PROCESSING_KEY);
+        } else if (d->njobs > before) {
+            log_debug("checking %zu dial jobs in %s that no running process "
+                      "owns",
+                      d->njobs - before, DIAL_PROCESSING_KEY);
+        }
     }
     pump(d);
 }

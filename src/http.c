@@ -356,6 +356,15 @@ attach_cb(evutil_socket_t fd, short what, void *arg)
 
     bufferevent_getcb(guard->bev, NULL, NULL, NULL, &evcon);
     guard->evcon = evcon;
+    /* A new connection must send its first request within the request
+     * timeout too; otherwise silent connections could hold every slot
+     * until the idle timeout. */
+    if (!guard->armed) {
+        struct timeval tv = {guard->srv->limits.request_timeout, 0};
+
+        evtimer_add(guard->deadline, &tv);
+        guard->armed = 1;
+    }
     if (map_put(&guards, evcon, guard) != 0)
         guard->evcon = NULL; /* out of memory: limits unchecked */
     evhttp_connection_set_closecb(evcon, conn_closed, guard);
@@ -585,6 +594,34 @@ http_server_free(struct http_server *srv)
     }
 }
 
+/*
+ * Rejects the request framings that two HTTP parsers may read differently
+ * (the root of request smuggling): several Content-Length headers, one
+ * that is not plain digits, and any Transfer-Encoding but "chunked".
+ */
+static int
+check_framing(const struct evkeyval *kv, unsigned *lengths,
+              const char **message)
+{
+    if (strcasecmp(kv->key, "Content-Length") == 0) {
+        const char *v = kv->value;
+
+        if (++*lengths > 1) {
+            *message = "more than one Content-Length header";
+            return -1;
+        }
+        if (*v == '\0' || strspn(v, "0123456789") != strlen(v)) {
+            *message = "Content-Length is not a plain decimal number";
+            return -1;
+        }
+    } else if (strcasecmp(kv->key, "Transfer-Encoding") == 0 &&
+               strcasecmp(kv->value, "chunked") != 0) {
+        *message = "Transfer-Encoding other than chunked";
+        return -1;
+    }
+    return 0;
+}
+
 int
 http_request_begin(struct evhttp_request *req, const char **message)
 {
@@ -593,7 +630,7 @@ http_request_begin(struct evhttp_request *req, const char **message)
     struct evkeyval *kv;
     struct conn_guard *guard;
     struct http_server *srv;
-    unsigned count = 0;
+    unsigned count = 0, lengths = 0;
 
     guard = evcon ? map_get(&guards, evcon) : NULL;
     if (guard == NULL)
@@ -615,6 +652,14 @@ http_request_begin(struct evhttp_request *req, const char **message)
         if (++count > srv->limits.max_header_count) {
             *message = "too many request headers";
             return 431;
+        }
+        if (check_framing(kv, &lengths, message) != 0) {
+            /* evhttp framed the body one way; a proxy in front may have
+             * framed it another. Nothing more on this connection can be
+             * trusted, so it closes after the error. */
+            evhttp_add_header(evhttp_request_get_output_headers(req),
+                              "Connection", "close");
+            return 400;
         }
     }
     return 0;

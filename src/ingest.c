@@ -41,6 +41,8 @@ struct ingest {
     size_t replay_inflight;
     int replay_failed;
     int replay_exhausted;
+    char last_replayed[64]; /* file of the last stopped replay */
+    struct log_ratelimit replay_rl;
 };
 
 static void replay_pump(struct ingest *ingest);
@@ -247,8 +249,12 @@ replay_pump(struct ingest *ingest)
             }
             ingest->replay_failed = 0;
             ingest->replay_exhausted = 0;
-            log_info("replaying spool file %s",
-                     spool_file_name(ingest->replay_file));
+            /* A file retried every second while Redis refuses writes
+             * would flood the log: only the first attempt is logged. */
+            if (strcmp(ingest->last_replayed, spool_file_name(
+                                                  ingest->replay_file)) != 0)
+                log_info("replaying spool file %s",
+                         spool_file_name(ingest->replay_file));
         }
 
         while (!ingest->replay_failed && !ingest->replay_exhausted &&
@@ -267,9 +273,16 @@ replay_pump(struct ingest *ingest)
             return;
 
         if (ingest->replay_failed || !ingest->replay_exhausted) {
-            log_warn("replay of spool file %s stopped: redis unavailable; "
-                     "it will be replayed again",
-                     spool_file_name(ingest->replay_file));
+            uint64_t suppressed;
+
+            if (strcmp(ingest->last_replayed,
+                       spool_file_name(ingest->replay_file)) != 0 ||
+                log_ratelimit_pass(&ingest->replay_rl, &suppressed))
+                log_warn("replay of spool file %s stopped: redis did not "
+                         "take every record; it will be replayed again",
+                         spool_file_name(ingest->replay_file));
+            snprintf(ingest->last_replayed, sizeof(ingest->last_replayed),
+                     "%s", spool_file_name(ingest->replay_file));
             spool_file_release(ingest->replay_file);
             ingest->replay_file = NULL;
             return;
@@ -314,6 +327,7 @@ ingest_new(struct event_base *base, struct store *store, struct spool *spool,
     ingest->spool = spool;
     ingest->max_pending = max_pending;
     ingest->lost_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(10000);
+    ingest->replay_rl = (struct log_ratelimit)LOG_RATELIMIT_INIT(60000);
     /* Records spooled while Redis was busy, not down, have no "ready"
      * moment to wait for: look for a backlog every second. */
     ingest->replay_timer =

@@ -70,6 +70,9 @@ json_escape(char *out, size_t cap, const char *text, size_t len)
         if (c == '"' || c == '\\') {
             out[n++] = '\\';
             out[n++] = (char)c;
+        } else if (c >= 0x7f) {
+            /* Bytes from the network need not be UTF-8; JSON must be. */
+            out[n++] = '?';
         } else if (c < 0x20) {
             memcpy(out + n, "\\u00", 4);
             out[n + 4] = hex[c >> 4];
@@ -153,7 +156,8 @@ log_write(enum log_level level, const char *fmt, ...)
             n = sizeof(line) - 2;
         /* Control bytes from the network must not forge extra lines. */
         for (size_t i = 0; i < n; i++) {
-            if ((unsigned char)line[i] < 0x20)
+            if ((unsigned char)line[i] < 0x20 ||
+                (unsigned char)line[i] >= 0x7f)
                 line[i] = '?';
         }
     }

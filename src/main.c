@@ -112,6 +112,45 @@ notify_systemd(const char *state)
     close(fd);
 }
 
+/*
+ * Takes over spool files that the current --workers layout would leave
+ * behind: a single process adopts every SPOOL/worker-N folder; worker 0
+ * adopts the files of a single process (SPOOL itself) and the folders of
+ * workers beyond the current count. Events acknowledged from a spool are
+ * then replayed whatever --workers was when they were written.
+ */
+static int
+adopt_spools(struct spool *spool, const struct config *cfg, int worker,
+             char *err, size_t errlen)
+{
+    char base[4096], from[4200];
+    const char *slash;
+    int first = worker < 0 ? 0 : (int)cfg->workers;
+
+    if (worker > 0)
+        return 0;
+    if (worker == 0) {
+        slash = strrchr(cfg->spool_dir, '/');
+        snprintf(base, sizeof(base), "%.*s",
+                 (int)(slash ? slash - cfg->spool_dir : 0), cfg->spool_dir);
+        if (spool_adopt(spool, base, err, errlen) < 0)
+            return -1;
+    } else {
+        snprintf(base, sizeof(base), "%s", cfg->spool_dir);
+    }
+    for (int k = first; k < 256; k++) {
+        int moved;
+
+        snprintf(from, sizeof(from), "%s/worker-%d", base, k);
+        moved = spool_adopt(spool, from, err, errlen);
+        if (moved < 0)
+            return -1;
+        if (moved > 0)
+            log_info("took over %d spool files from %s", moved, from);
+    }
+    return 0;
+}
+
 /* True for 127.0.0.0/8, ::1 and localhost, with any port. */
 static int
 is_loopback_address(const char *address)
@@ -260,7 +299,7 @@ main(int argc, char **argv)
     struct event *sigterm = NULL, *sigint = NULL, *sigusr1 = NULL,
                  *sigusr2 = NULL;
     char err[512], target[400];
-    int level, rc = 1;
+    int level, rc = 1, worker = -1;
 
     if (argc > 1 && strcmp(argv[1], "status") == 0)
         return cli_status(argc - 1, argv + 1);
@@ -302,8 +341,6 @@ main(int argc, char **argv)
     }
 
     if (cfg.workers > 1) {
-        int worker = -1;
-
         rc = supervise(&cfg, &worker);
         if (rc >= 0) {
             config_free(&cfg);
@@ -393,6 +430,10 @@ main(int argc, char **argv)
         spool_opts.batch_delay_us = 1000;
         app.spool = spool_open(app.base, &spool_opts, err, sizeof(err));
         if (app.spool == NULL) {
+            log_error("%s (--spool-dir)", err);
+            goto out;
+        }
+        if (adopt_spools(app.spool, &cfg, worker, err, sizeof(err)) != 0) {
             log_error("%s (--spool-dir)", err);
             goto out;
         }

@@ -303,6 +303,83 @@ fail:
 }
 
 static int
+compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+int
+spool_adopt(struct spool *spool, const char *from, char *err, size_t errlen)
+{
+    DIR *d = opendir(from);
+    struct dirent *de;
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    int moved = 0;
+
+    if (d == NULL)
+        return 0; /* nothing there: nothing to adopt */
+    while ((de = readdir(d)) != NULL) {
+        uint64_t seq;
+        char tail[8];
+
+        if (sscanf(de->d_name, "spool-%16" SCNu64 "%7s", &seq, tail) != 2 ||
+            strcmp(tail, ".log") != 0)
+            continue;
+        if (n == cap) {
+            uint64_t *more = realloc(seqs, (cap ? cap * 2 : 16) *
+                                               sizeof(*seqs));
+
+            if (more == NULL) {
+                free(seqs);
+                closedir(d);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            seqs = more;
+            cap = cap ? cap * 2 : 16;
+        }
+        seqs[n++] = seq;
+    }
+    closedir(d);
+    qsort(seqs, n, sizeof(*seqs), compare_u64);
+
+    for (size_t i = 0; i < n; i++) {
+        char src[4200], dst[4200];
+        struct stat st;
+
+        snprintf(src, sizeof(src), "%s/spool-%016" PRIu64 ".log", from,
+                 seqs[i]);
+        file_path(spool, spool->next_seq, dst, sizeof(dst));
+        if (stat(src, &st) != 0 || rename(src, dst) != 0 ||
+            add_file(spool, spool->next_seq, (uint64_t)st.st_size) != 0) {
+            snprintf(err, errlen, "cannot move spool file %s into %s: %s",
+                     src, spool->dir, strerror(errno));
+            free(seqs);
+            return -1;
+        }
+        spool->stats.bytes += (uint64_t)st.st_size;
+        spool->next_seq++;
+        moved++;
+    }
+    free(seqs);
+    if (moved > 0) {
+        int fd = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        /* Both folders changed: make the move itself durable. */
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+        sync_dir(spool);
+        spool->stats.files = spool->nfiles;
+    }
+    return moved;
+}
+
+static int
 open_active(struct spool *spool)
 {
     char path[4200];
@@ -416,7 +493,7 @@ spool_flush(struct spool *spool)
         spool->stats.appended += spool->ncbs;
         if (spool->broken) {
             log_info("spool writable again in %s after %" PRIu64
-                     " failed records",
+                     " records could not be written to it",
                      spool->dir, spool->broken_failures);
             spool->broken = 0;
         }
@@ -471,6 +548,8 @@ spool_append(struct spool *spool, const void *data, size_t len,
     if (len > SPOOL_RECORD_MAX || !spool_writable(spool) ||
         spool->stats.bytes + need > spool->options.max_bytes) {
         spool->stats.rejected_full++;
+        if (spool->broken)
+            spool->broken_failures++;
         if (!spool->broken && !spool->full) {
             spool->full = 1;
             spool->full_rejected = 0;

@@ -53,6 +53,15 @@ struct spool *spool_open(struct event_base *base,
                          const struct spool_options *options, char *err,
                          size_t errlen);
 
+/*
+ * Moves every spool file of the folder from into this spool, after its
+ * own files and in their order, so they are replayed here. Used when the
+ * folder layout changes with --workers. Returns the number of files
+ * moved, or -1 with a message in err.
+ */
+int spool_adopt(struct spool *spool, const char *from, char *err,
+                size_t errlen);
+
 /* Flushes what is buffered (blocking), then frees. */
 void spool_close(struct spool *spool);
 

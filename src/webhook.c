@@ -30,6 +30,18 @@ struct webhook_wait {
     char id[CALL_EVENT_ID_MAX + 1];
 };
 
+/*
+ * The path alone, for logs: query strings of webhooks carry whole phone
+ * numbers, which logs must not.
+ */
+static const char *
+request_path(struct evhttp_request *req)
+{
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+
+    return path && path[0] ? path : "/";
+}
+
 static void
 log_request(struct app *app, uint64_t request_id, struct evhttp_request *req,
             int code, uint64_t start_us, int admin)
@@ -45,7 +57,7 @@ log_request(struct app *app, uint64_t request_id, struct evhttp_request *req,
         return;
     log_debug("request rid=%" PRIu64 " %s %.200s -> %d in %.3f ms",
               request_id, http_method_name(evhttp_request_get_command(req)),
-              evhttp_request_get_uri(req), code, elapsed_us / 1e3);
+              request_path(req), code, elapsed_us / 1e3);
 }
 
 void
@@ -76,7 +88,7 @@ reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
             log_warn("rejected request rid=%" PRIu64 " %s %.100s: %d %s "
                      "(%" PRIu64 " more rejections not logged)",
                      rid, http_method_name(evhttp_request_get_command(req)),
-                     evhttp_request_get_uri(req), code, message, suppressed);
+                     request_path(req), code, message, suppressed);
     }
     if (code == 405)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
@@ -177,7 +189,7 @@ reply_unauthorized(struct app *app, struct evhttp_request *req, uint64_t rid,
         log_warn("rejected request rid=%" PRIu64 " %s %.100s: signature "
                  "check failed: %s (%" PRIu64 " more not logged)",
                  rid, http_method_name(evhttp_request_get_command(req)),
-                 evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)),
+                 request_path(req),
                  reason, suppressed);
     snprintf(message, sizeof(message), "invalid signature: %s", reason);
     evhttp_add_header(evhttp_request_get_output_headers(req),

@@ -202,6 +202,9 @@ def test_workers(checks):
     os.kill(pids[1], signal.SIGKILL)
     callhook.wait_for_log(r"worker 1 pid=\d+ killed by signal 9", timeout=10)
     callhook.wait_for_log(r"worker 1 started pid=", count=2, timeout=10)
+    # With the spool off, a worker answers 503 until its Redis connection
+    # is ready, so wait for the new worker's ready line.
+    callhook.wait_for_log(r" ready public=", count=3, timeout=10)
     statuses = []
     for _ in range(20):
         try:
