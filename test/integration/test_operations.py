@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,7 +219,49 @@ def test_workers(checks):
                      for line in callhook.log_lines()), "supervisor exits")
 
 
+def test_framing_and_silence(checks):
+    stack = harness.Stack(callhook_args=["--spool-dir", "",
+                                         "--request-timeout", "2"])
+    callhook, db = stack.callhook, stack.db
+    host, port = callhook.public_host, callhook.public_port
+
+    def framed(headers, payload):
+        return (b"POST /call_events HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\n" + headers +
+                b"\r\n" + payload)
+
+    call = str(uuidlib.uuid4())
+    payload = event(call, "started").encode()
+    cases = {
+        "two Content-Length headers": framed(
+            b"Content-Length: %d\r\nContent-Length: 5\r\n" % len(payload),
+            payload),
+        "Content-Length with a sign": framed(
+            b"Content-Length: +%d\r\n" % len(payload), payload),
+        "Transfer-Encoding gzip, chunked": framed(
+            b"Transfer-Encoding: gzip, chunked\r\n",
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)),
+    }
+    for name, raw in cases.items():
+        reply = harness.raw_exchange(host, port, raw, timeout=10)
+        checks.check(reply.startswith(b"HTTP/1.1 400"),
+                     f"{name}: 400 (got {reply[:40]!r})")
+    checks.equal(db.command("EXISTS", f"call:{{{call}}}"), 0,
+                 "misframed requests stored nothing")
+
+    # A connection that never sends a byte is closed after the request
+    # timeout, not held until the idle timeout.
+    start = time.monotonic()
+    with socket.create_connection((host, port), timeout=30) as silent:
+        data = silent.recv(100)
+    elapsed = time.monotonic() - start
+    checks.equal(data, b"", "silent connection closed without a reply")
+    checks.check(elapsed < 30, f"silent connection closed ({elapsed:.1f} s)")
+    callhook.check_clean_exit(checks)
+
+
 def body(checks):
+    test_framing_and_silence(checks)
     test_metrics_logs_stream(checks)
     test_status_and_watch(checks)
     test_workers(checks)
