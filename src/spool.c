@@ -43,6 +43,10 @@ struct spool {
     struct event *flush_timer;
     int flush_scheduled;
 
+    /* Records read back from an active file someone removed. */
+    unsigned char *rescued;
+    size_t rescued_len;
+
     int broken;
     uint64_t broken_since_ms;
     uint64_t broken_failures;
@@ -262,6 +266,40 @@ scan_dir(struct spool *spool, char *err, size_t errlen)
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void remove_file_entry(struct spool *spool, uint64_t seq);
+static void close_active(struct spool *spool);
+
+/*
+ * Reads what the active file holds, through its still open descriptor,
+ * after someone removed the file: those records were acknowledged, so
+ * they stay in memory until a new file takes them.
+ */
+static void
+rescue_removed(struct spool *spool, size_t idx)
+{
+    uint64_t size = idx < spool->nfiles ? spool->file_sizes[idx] : 0;
+    unsigned char *grown = realloc(spool->rescued, spool->rescued_len + size);
+    size_t got = 0;
+
+    if (grown != NULL) {
+        spool->rescued = grown;
+        while (got < size) {
+            ssize_t n = pread(spool->fd, grown + spool->rescued_len + got,
+                              size - got, (off_t)got);
+
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        spool->rescued_len += got;
+    }
+    log_error("spool file %s/spool-%016" PRIu64 ".log was removed while in "
+              "use; %zu of its %" PRIu64 " bytes of records kept to be "
+              "written to a new file",
+              spool->dir, spool->active_seq, got, size);
+    close_active(spool);
+    remove_file_entry(spool, spool->active_seq);
+    spool->stats.bytes += got;
+}
 
 struct spool *
 spool_open(struct event_base *base, const struct spool_options *options,
@@ -385,8 +423,10 @@ open_active(struct spool *spool)
     char path[4200];
 
     file_path(spool, spool->next_seq, path, sizeof(path));
+    /* Read access too: if the file is removed while open, what it holds
+     * is read back through this descriptor (see rescue_removed). */
     spool->fd =
-        open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (spool->fd < 0)
         return -1;
     /* The new name must be durable too, or a crash could lose the file. */
@@ -449,7 +489,7 @@ spool_flush(struct spool *spool)
         evtimer_del(spool->flush_timer);
         spool->flush_scheduled = 0;
     }
-    if (spool->ncbs == 0)
+    if (spool->ncbs == 0 && spool->rescued_len == 0)
         return;
 
     if (spool->fd >= 0) {
@@ -460,23 +500,28 @@ spool_flush(struct spool *spool)
             spool->file_sizes[idx] >= spool->options.rotate_bytes)
             close_active(spool);
         /* A file removed from under us would take records that were
-         * acknowledged with it: start a new one instead. */
-        else if (fstat(spool->fd, &st) != 0 || st.st_nlink == 0) {
-            log_error("spool file %s/spool-%016" PRIu64 ".log was removed "
-                      "while in use; starting a new one",
-                      spool->dir, spool->active_seq);
-            close_active(spool);
-            remove_file_entry(spool, spool->active_seq);
-        }
+         * acknowledged with it: keep them and write them again. */
+        else if (fstat(spool->fd, &st) != 0 || st.st_nlink == 0)
+            rescue_removed(spool, idx);
     }
     if (spool->fd < 0 && open_active(spool) != 0) {
         saved_errno = errno;
     } else {
         idx = active_index(spool);
-        if (write_all(spool->fd, spool->batch, spool->batch_len) == 0 &&
+        if ((spool->rescued_len == 0 ||
+             write_all(spool->fd, spool->rescued, spool->rescued_len) == 0) &&
+            write_all(spool->fd, spool->batch, spool->batch_len) == 0 &&
             fdatasync(spool->fd) == 0) {
             durable = 1;
-            spool->file_sizes[idx] += spool->batch_len;
+            spool->file_sizes[idx] += spool->rescued_len + spool->batch_len;
+            if (spool->rescued_len > 0) {
+                log_info("spool: %zu bytes of records from a removed file "
+                         "written again to spool-%016" PRIu64 ".log",
+                         spool->rescued_len, spool->active_seq);
+                free(spool->rescued);
+                spool->rescued = NULL;
+                spool->rescued_len = 0;
+            }
         } else {
             saved_errno = errno;
             /* Cut off what may have been half written, so the file stays
@@ -632,6 +677,11 @@ spool_close(struct spool *spool)
     close_active(spool);
     if (spool->flush_timer != NULL)
         event_free(spool->flush_timer);
+    if (spool->rescued_len > 0)
+        log_error("spool %s: %zu bytes of records from a removed file could "
+                  "not be written again and are lost",
+                  spool->dir, spool->rescued_len);
+    free(spool->rescued);
     free(spool->batch);
     free(spool->cbs);
     free(spool->files);

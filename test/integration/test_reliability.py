@@ -8,7 +8,7 @@ checks that every acknowledged event is in its call's history in Redis.
 
 Usage: test_reliability.py SCENARIO, where SCENARIO is one of
 redis-kill, redis-stop, callhook-kill, callhook-term, spool-faults,
-spool-damage.
+spool-damage, spool-removed.
 """
 
 import json
@@ -302,6 +302,42 @@ def scenario_spool_faults(checks):
     callhook.check_clean_exit(checks)
 
 
+def scenario_spool_removed(checks):
+    workdir = harness.make_temp_dir()
+    redis, callhook = start_stack(workdir)
+    client = callhook.public()
+    redis.kill()
+    spool = workdir / "spool"
+    acked = []
+
+    def send(call):
+        uuid, body = event_body(call, 0)
+        resp = client.post("/call_events", body)
+        if resp.status == 200:
+            acked.append((uuid, body))
+        return resp.status
+
+    for call in range(9600, 9650):
+        send(call)
+    checks.equal(len(acked), 50, "events spooled while Redis is down")
+
+    # Someone deletes the whole spool folder while callhook writes to it:
+    # what the open file held was acknowledged and must survive.
+    for path in spool.iterdir():
+        path.unlink()
+    spool.rmdir()
+    checks.equal(send(9650), 503, "webhook status with the folder gone")
+    spool.mkdir()
+    time.sleep(1.2)  # the spool retries a failed folder after a second
+    checks.equal(send(9651), 200, "webhook status once the folder is back")
+    checks.check(any("was removed while in use" in line
+                     for line in callhook.log_lines()),
+                 "the removal is logged")
+    redis.start()
+    wait_all_stored(checks, redis, acked)
+    callhook.check_clean_exit(checks)
+
+
 def crc32c(data):
     crc = 0xFFFFFFFF
     for byte in data:
@@ -372,6 +408,7 @@ SCENARIOS = {
     "callhook-term": scenario_callhook_term,
     "spool-faults": scenario_spool_faults,
     "spool-damage": scenario_spool_damage,
+    "spool-removed": scenario_spool_removed,
 }
 
 if __name__ == "__main__":
