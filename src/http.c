@@ -511,7 +511,9 @@ http_server_new(struct event_base *base, const char *address,
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)limits->max_body);
     evhttp_set_max_headers_size(srv->http, (ev_ssize_t)limits->max_headers);
     /* Read the rest of an oversized body before closing, so the client
-     * sees the 413 instead of a connection reset. */
+     * sees the 413 instead of a connection reset.
+     * NOTE: libevent 2.1 answers malformed requests itself (400, 501, 417,
+     * and this 413), with HTML bodies that the metrics do not count. */
     evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     idle.tv_sec = limits->idle_timeout;
     idle.tv_usec = 0;
