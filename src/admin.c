@@ -39,12 +39,30 @@ reply_error(struct app *app, struct evhttp_request *req, uint64_t rid,
     http_reply_error(req, code, message);
 }
 
+/*
+ * Replies 200 with value as JSON, or 500 when value is NULL or cannot be
+ * written, then frees value and lk.
+ */
+static void
+finish_lookup(struct lookup *lk, json_t *value, size_t flags)
+{
+    char *text = value ? json_dumps(value, flags) : NULL;
+
+    if (text != NULL)
+        reply(lk->app, lk->req, lk->request_id, lk->start_us, 200, text);
+    else
+        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 500,
+                    "out of memory");
+    free(text);
+    json_decref(value);
+    free(lk);
+}
+
 static void
 call_loaded(void *arg, redisReply *r)
 {
     struct lookup *lk = arg;
     json_t *obj;
-    char *text;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
         reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 503,
@@ -73,15 +91,7 @@ call_loaded(void *arg, redisReply *r)
          * only a write from outside callhook can leave in the hash. */
         json_object_set_new(obj, key, json_stringn(v->str, v->len));
     }
-    text = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (text != NULL)
-        reply(lk->app, lk->req, lk->request_id, lk->start_us, 200, text);
-    else
-        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 500,
-                    "out of memory");
-    free(text);
-    json_decref(obj);
-    free(lk);
+    finish_lookup(lk, obj, JSON_COMPACT | JSON_SORT_KEYS);
 }
 
 static void
@@ -128,8 +138,7 @@ static void
 calls_listed(void *arg, redisReply *r)
 {
     struct lookup *lk = arg;
-    json_t *list, *root;
-    char *text;
+    json_t *list;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
         reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 503,
@@ -149,16 +158,8 @@ calls_listed(void *arg, redisReply *r)
                                                  NULL, 10)));
         json_array_append_new(list, item);
     }
-    root = json_pack("{s:o}", "calls", list);
-    text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (text != NULL)
-        reply(lk->app, lk->req, lk->request_id, lk->start_us, 200, text);
-    else
-        reply_error(lk->app, lk->req, lk->request_id, lk->start_us, 500,
-                    "out of memory");
-    free(text);
-    json_decref(root);
-    free(lk);
+    finish_lookup(lk, json_pack("{s:o}", "calls", list),
+                  JSON_COMPACT | JSON_PRESERVE_ORDER);
 }
 
 /*
