@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/util.h>
+
 #include "log.h"
 
 #define RESTART_DELAY_MS 500
@@ -40,44 +42,21 @@ on_stop(int sig)
 static int
 reserve_port(struct config *cfg, int *fd_out)
 {
-    char host[64], *colon, buf[96];
+    char host[64], buf[96];
     struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
+    int sslen = (int)sizeof(ss);
+    socklen_t len;
     int fd, one = 1, port;
-    int v6 = cfg->listen[0] == '[';
 
-    snprintf(host, sizeof(host), "%s", cfg->listen + v6);
-    colon = strrchr(host, ':');
-    if (colon == NULL)
-        return -1;
-    *colon = '\0';
-    port = atoi(colon + 1);
-    if (v6) {
-        char *close = strchr(host, ']');
-
-        if (close == NULL)
-            return -1;
-        *close = '\0';
-    }
-
+    /* The same "host:port" or "[v6]:port" syntax evhttp binds. libevent
+     * rejects an explicit port 0, but reads a missing port as 0. */
+    snprintf(buf, sizeof(buf), "%s", cfg->listen);
+    if (strlen(buf) > 2 && strcmp(buf + strlen(buf) - 2, ":0") == 0)
+        buf[strlen(buf) - 2] = '\0';
     memset(&ss, 0, sizeof(ss));
-    if (v6) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-            return -1;
-        len = sizeof(*sin6);
-    } else {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-            return -1;
-        len = sizeof(*sin);
-    }
+    if (evutil_parse_sockaddr_port(buf, (struct sockaddr *)&ss, &sslen) != 0)
+        return -1;
+    len = (socklen_t)sslen;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -88,9 +67,19 @@ reserve_port(struct config *cfg, int *fd_out)
             close(fd);
         return -1;
     }
-    port = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                    : ((struct sockaddr_in *)&ss)->sin_port);
-    snprintf(buf, sizeof(buf), v6 ? "[%s]:%d" : "%s:%d", host, port);
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        port = ntohs(sin6->sin6_port);
+        snprintf(buf, sizeof(buf), "[%s]:%d", host, port);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        port = ntohs(sin->sin_port);
+        snprintf(buf, sizeof(buf), "%s:%d", host, port);
+    }
     free(cfg->listen);
     cfg->listen = strdup(buf);
     *fd_out = fd;
